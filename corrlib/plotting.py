@@ -1,0 +1,221 @@
+"""Figure and table output shared by the notebooks.
+
+Every figure of notebook ``NN_name.ipynb`` is written to ``figures/NN_name/`` at the repository
+root, as PNG (150 dpi) and PDF, through :func:`corrlib._io.atomic_path` so that a reader never
+sees a half-written file. The output is byte-for-byte reproducible (no timestamps or version
+strings in the metadata), so regenerating an unchanged figure does not change the file.
+
+The figures folder is found by walking up from the current directory to the directory that
+holds both ``pyproject.toml`` and ``corrlib/``; set the environment variable
+``CORRLIB_FIGURES_DIR`` to write somewhere else.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ._io import atomic_path
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "FIGURES_ENV",
+    "apply_style",
+    "errorbar_vs_theory",
+    "figures_dir",
+    "repo_root",
+    "save_figure",
+    "save_table",
+]
+
+FIGURES_ENV = "CORRLIB_FIGURES_DIR"
+
+#: Metadata that keeps PNG and PDF output free of versions and timestamps.
+_PNG_METADATA = {"Software": None}
+_PDF_METADATA = {"Creator": None, "Producer": None, "CreationDate": None, "ModDate": None}
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+STYLE: dict[str, Any] = {
+    "figure.figsize": (4.8, 3.4),
+    "figure.dpi": 100,
+    "savefig.dpi": 150,
+    "savefig.bbox": "tight",
+    "savefig.pad_inches": 0.05,
+    "font.size": 9.0,
+    "axes.titlesize": 10.0,
+    "axes.labelsize": 9.0,
+    "legend.fontsize": 8.0,
+    "legend.frameon": False,
+    "xtick.labelsize": 8.0,
+    "ytick.labelsize": 8.0,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "grid.linewidth": 0.6,
+    "lines.linewidth": 1.5,
+    "lines.markersize": 4.0,
+    "errorbar.capsize": 2.0,
+    "image.cmap": "viridis",
+    "pdf.fonttype": 42,  # embed TrueType, text stays editable
+    "svg.hashsalt": "corrlib",  # deterministic SVG ids
+}
+
+
+def repo_root(start: str | os.PathLike | None = None) -> Path:
+    """The nearest directory at or above ``start`` (default: cwd) with ``pyproject.toml`` and
+    ``corrlib/``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If no such directory exists.
+    """
+    here = Path(start if start is not None else Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / "pyproject.toml").is_file() and (d / "corrlib").is_dir():
+            return d
+    raise FileNotFoundError(
+        f"no directory holding pyproject.toml and corrlib/ at or above {here}; "
+        f"run from inside the repository or set {FIGURES_ENV}"
+    )
+
+
+def figures_dir() -> Path:
+    """The root folder for figures: ``$CORRLIB_FIGURES_DIR`` if set, else ``<repo>/figures``."""
+    env = os.environ.get(FIGURES_ENV)
+    if env:
+        return Path(env).expanduser().resolve()
+    return repo_root() / "figures"
+
+
+def _check_name(value: str, what: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str; got {type(value).__name__}")
+    if not _NAME_RE.match(value):
+        raise ValueError(
+            f"{what} must be a plain file name (letters, digits, '_', '-', '.'; "
+            f"no path separators); got {value!r}"
+        )
+    return value
+
+
+def _notebook_stem(notebook: str) -> str:
+    stem = notebook
+    if isinstance(stem, str) and stem.endswith(".ipynb"):
+        stem = stem[: -len(".ipynb")]
+    return _check_name(stem, "notebook")
+
+
+def save_figure(fig: Figure, notebook: str, name: str) -> tuple[Path, Path]:
+    """Write ``fig`` to ``figures/<notebook>/<name>.png`` (150 dpi) and ``.pdf``, atomically.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    notebook : str
+        Notebook stem, e.g. ``"01_infinite_width"`` (a trailing ``.ipynb`` is dropped).
+    name : str
+        File name without extension.
+
+    Returns
+    -------
+    (png_path, pdf_path) : tuple of pathlib.Path
+    """
+    stem = _notebook_stem(notebook)
+    name = _check_name(name, "name")
+    out = figures_dir() / stem
+    png, pdf = out / f"{name}.png", out / f"{name}.pdf"
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, format="png", dpi=150, metadata=_PNG_METADATA)
+    with atomic_path(pdf) as tmp:
+        fig.savefig(tmp, format="pdf", metadata=_PDF_METADATA)
+    return png, pdf
+
+
+def save_table(df: pd.DataFrame, notebook: str, name: str, **to_csv_kwargs: Any) -> Path:
+    """Write ``df`` to ``figures/<notebook>/<name>.csv`` atomically (no index by default).
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+    """
+    stem = _notebook_stem(notebook)
+    name = _check_name(name, "name")
+    path = figures_dir() / stem / f"{name}.csv"
+    to_csv_kwargs.setdefault("index", False)
+    to_csv_kwargs.setdefault("lineterminator", "\n")
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, **to_csv_kwargs)
+    return path
+
+
+def apply_style() -> None:
+    """Set the project's matplotlib rcParams (safe under the non-interactive Agg backend)."""
+    import matplotlib as mpl
+
+    mpl.rcParams.update(STYLE)
+
+
+def errorbar_vs_theory(
+    ax: Axes,
+    x: Sequence[float] | np.ndarray,
+    mc: Sequence[float] | np.ndarray,
+    mc_se: Sequence[float] | np.ndarray | None,
+    theory: Sequence[float] | np.ndarray | None,
+    label: str | None = None,
+    *,
+    color: Any = None,
+    marker: str = "o",
+    theory_x: Sequence[float] | np.ndarray | None = None,
+    theory_style: str = "-",
+) -> tuple[Any, Any]:
+    """Monte Carlo points with +-1 standard-error bars and the theory curve in the same colour.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    x, mc, mc_se : array_like, shape (k,)
+        Abscissae, Monte Carlo estimates and their standard errors (``mc_se`` may be None).
+    theory : array_like or None
+        Theory values at ``theory_x`` (default ``x``); None draws no curve.
+    label : str, optional
+        Legend label; the Monte Carlo points get ``label + " (MC)"``.
+
+    Returns
+    -------
+    (errorbar_container, theory_line) : the artists (theory_line is None without theory).
+    """
+    x = np.asarray(x, dtype=float)
+    mc = np.asarray(mc, dtype=float)
+    if mc.shape != x.shape:
+        raise ValueError(f"mc must have the shape of x {x.shape}; got {mc.shape}")
+    se = None
+    if mc_se is not None:
+        se = np.asarray(mc_se, dtype=float)
+        if se.shape != x.shape:
+            raise ValueError(f"mc_se must have the shape of x {x.shape}; got {se.shape}")
+    line = None
+    if theory is not None:
+        tx = x if theory_x is None else np.asarray(theory_x, dtype=float)
+        th = np.asarray(theory, dtype=float)
+        if th.shape != tx.shape:
+            raise ValueError(f"theory must have the shape of theory_x {tx.shape}; got {th.shape}")
+        (line,) = ax.plot(tx, th, theory_style, color=color, label=label)
+        color = line.get_color()
+    mc_label = None if label is None else (f"{label} (MC)" if theory is not None else label)
+    cont = ax.errorbar(
+        x, mc, yerr=se, fmt=marker, color=color, label=mc_label, markerfacecolor="none"
+    )
+    return cont, line

@@ -1,0 +1,133 @@
+"""corrlib.plotting: figure/table locations, atomic and reproducible output, helpers."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from corrlib import plotting  # noqa: E402
+
+
+@pytest.fixture
+def figdir(tmp_path, monkeypatch):
+    out = tmp_path / "figs"
+    monkeypatch.setenv(plotting.FIGURES_ENV, str(out))
+    return out
+
+
+def _figure():
+    fig, ax = plt.subplots()
+    x = np.arange(1.0, 6.0)
+    plotting.errorbar_vs_theory(ax, x, x**2 + 0.1, np.full(5, 0.2), x**2, label="k")
+    ax.set_xlabel("layer")
+    ax.legend()
+    return fig
+
+
+def test_figures_dir_walks_up_to_repo_root(tmp_path, monkeypatch):
+    monkeypatch.delenv(plotting.FIGURES_ENV, raising=False)
+    root = tmp_path / "repo"
+    (root / "corrlib").mkdir(parents=True)
+    (root / "pyproject.toml").write_text("[project]\nname='x'\n")
+    nb = root / "notebooks" / "deeper"
+    nb.mkdir(parents=True)
+    monkeypatch.chdir(nb)
+    assert plotting.figures_dir() == root.resolve() / "figures"
+
+
+def test_figures_dir_needs_both_markers(tmp_path, monkeypatch):
+    monkeypatch.delenv(plotting.FIGURES_ENV, raising=False)
+    (tmp_path / "pyproject.toml").write_text("")  # no corrlib/ next to it
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="CORRLIB_FIGURES_DIR"):
+        plotting.figures_dir()
+
+
+def test_figures_dir_env_override(figdir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert plotting.figures_dir() == figdir.resolve()
+
+
+def test_save_figure_writes_png_and_pdf(figdir):
+    fig = _figure()
+    png, pdf = plotting.save_figure(fig, "07_demo.ipynb", "curve")
+    plt.close(fig)
+    assert png == figdir.resolve() / "07_demo" / "curve.png"
+    assert pdf == figdir.resolve() / "07_demo" / "curve.pdf"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert pdf.read_bytes()[:5] == b"%PDF-"
+    assert sorted(p.name for p in png.parent.iterdir()) == ["curve.pdf", "curve.png"]
+
+
+def test_saved_figures_are_byte_reproducible(figdir, monkeypatch):
+    fig = _figure()
+    png, pdf = plotting.save_figure(fig, "07_demo", "curve")
+    first = (png.read_bytes(), pdf.read_bytes())
+    monkeypatch.setattr("time.time", lambda: 2.0e9)  # a different "now" must not matter
+    plotting.save_figure(fig, "07_demo", "curve")
+    plt.close(fig)
+    assert (png.read_bytes(), pdf.read_bytes()) == first
+    assert b"CreationDate" not in first[1]
+    assert b"matplotlib version" not in first[0]
+
+
+def test_png_resolution_is_150_dpi(figdir):
+    from PIL import Image
+
+    fig = plt.figure(figsize=(2.0, 1.0))
+    fig.add_subplot().plot([0, 1], [0, 1])
+    png, _ = plotting.save_figure(fig, "07_demo", "dpi")
+    plt.close(fig)
+    with Image.open(png) as im:
+        dpi = im.info.get("dpi")
+    assert dpi is not None and round(dpi[0]) == 150
+
+
+@pytest.mark.parametrize("bad", ["../escape", "a/b", "", ".hidden"])
+def test_save_figure_rejects_path_like_names(figdir, bad):
+    fig = plt.figure()
+    with pytest.raises(ValueError, match="name"):
+        plotting.save_figure(fig, "07_demo", bad)
+    with pytest.raises(ValueError, match="notebook"):
+        plotting.save_figure(fig, bad, "ok")
+    plt.close(fig)
+
+
+def test_save_table_roundtrip(figdir):
+    df = pd.DataFrame({"activation": ["gelu", "swish"], "C_W": [1.98305826, 1.98800468]})
+    path = plotting.save_table(df, "07_demo", "critical")
+    assert path == figdir.resolve() / "07_demo" / "critical.csv"
+    back = pd.read_csv(path)
+    pd.testing.assert_frame_equal(back, df)
+    assert "\r" not in path.read_text()
+
+
+def test_apply_style_sets_rcparams_under_agg():
+    with matplotlib.rc_context():
+        plotting.apply_style()
+        assert matplotlib.rcParams["savefig.dpi"] == 150
+        assert matplotlib.rcParams["axes.spines.top"] is False
+        assert matplotlib.get_backend().lower() == "agg"
+
+
+def test_errorbar_vs_theory_shares_colour_and_data():
+    fig, ax = plt.subplots()
+    x = np.array([1.0, 2.0, 3.0])
+    cont, line = plotting.errorbar_vs_theory(
+        ax, x, [1.1, 2.0, 2.9], [0.1, 0.2, 0.3], [1, 2, 3], "a"
+    )
+    np.testing.assert_array_equal(line.get_ydata(), [1, 2, 3])
+    data_line = cont.lines[0]
+    np.testing.assert_array_equal(data_line.get_ydata(), [1.1, 2.0, 2.9])
+    assert data_line.get_color() == line.get_color()
+    labels = [t.get_text() for t in ax.legend().get_texts()]
+    assert labels == ["a", "a (MC)"]
+    with pytest.raises(ValueError, match="mc_se"):
+        plotting.errorbar_vs_theory(ax, x, [1, 2, 3], [0.1], None)
+    plt.close(fig)
