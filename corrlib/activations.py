@@ -243,8 +243,8 @@ def _make_builtins() -> dict[str, Callable[..., Activation]]:
         return Activation(
             "erf",
             f=special.erf,
-            df=lambda z: c * np.exp(-np.asarray(z) ** 2),
-            d2f=lambda z: -2.0 * c * np.asarray(z) * np.exp(-np.asarray(z) ** 2),
+            df=lambda z: c * np.exp(-(np.asarray(z) ** 2)),
+            d2f=lambda z: -2.0 * c * np.asarray(z) * np.exp(-(np.asarray(z) ** 2)),
             taylor=(0.0, c, 0.0, -2.0 * c, 0.0, 12.0 * c),
             universality=K_STAR_ZERO,
         )
@@ -360,7 +360,9 @@ def get_activation(name: str | Activation, **params) -> Activation:
     """
     if isinstance(name, Activation):
         if params:
-            raise TypeError("get_activation: parameters cannot be applied to an Activation instance")
+            raise TypeError(
+                "get_activation: parameters cannot be applied to an Activation instance"
+            )
         return name
     if not isinstance(name, str):
         raise TypeError(

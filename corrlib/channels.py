@@ -75,6 +75,10 @@ def input_kernel(net: Network, X, directions=None) -> tuple[np.ndarray, ChannelL
     X, U = validate_inputs(net, X, directions)
     d = 0 if U is None else U.shape[0]
     layout = ChannelLayout(X.shape[0], d)
-    V = X if U is None else np.vstack([X] + [np.repeat(U[k : k + 1], X.shape[0], axis=0) for k in range(d)])
+    V = (
+        X
+        if U is None
+        else np.vstack([X] + [np.repeat(U[k : k + 1], X.shape[0], axis=0) for k in range(d)])
+    )
     K1 = net.C_b * layout.bias_mask() + (net.C_W / net.n_in) * (V @ V.T)
     return 0.5 * (K1 + K1.T), layout

@@ -155,9 +155,7 @@ class Network:
         return replace(self, **changes)
 
 
-def validate_inputs(
-    net: Network, X, directions=None
-) -> tuple[np.ndarray, np.ndarray | None]:
+def validate_inputs(net: Network, X, directions=None) -> tuple[np.ndarray, np.ndarray | None]:
     """Check and convert the inputs X (m, n_0) and directions (d, n_0) of ``net``.
 
     Returns float64 copies. Raises ValueError/TypeError naming the parameter on a
