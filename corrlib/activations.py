@@ -78,7 +78,8 @@ class Activation:
             raise TypeError(f"Activation {self.name!r}: d2f must be callable or None")
         if (self.a_plus is None) != (self.a_minus is None):
             raise ValueError(
-                f"Activation {self.name!r}: give both a_plus and a_minus (scale-invariant) or neither"
+                f"Activation {self.name!r}: give both a_plus and a_minus "
+                "(scale-invariant) or neither"
             )
         if self.taylor is not None:
             object.__setattr__(self, "taylor", tuple(float(t) for t in self.taylor))

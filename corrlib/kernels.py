@@ -51,7 +51,7 @@ def kernel_step(
     # only when K has the corresponding symmetry; compute every entry.
     vals = E.expect_many([((a, b), None) for a, b in pairs])
     out = np.empty((c, c))
-    for (a, b), v in zip(pairs, vals):
+    for (a, b), v in zip(pairs, vals, strict=True):
         out[a, b] = out[b, a] = v
     return C_b * layout.bias_mask() + C_W * out
 
