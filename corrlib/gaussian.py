@@ -22,7 +22,7 @@ from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
-from numpy.polynomial.legendre import leggauss
+from scipy.special import roots_legendre
 
 __all__ = ["gaussian_expectation", "QuadratureRule", "gaussian_rule", "psd_sqrt"]
 
@@ -66,6 +66,13 @@ def _radial_rule(k: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     mu0 = 2.0 ** ((k - 1) / 2.0) * math.gamma((k + 1) / 2.0)
     weights = mu0 * vecs[0] ** 2
     return nodes, weights
+
+
+@lru_cache(maxsize=16)
+def leggauss(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss-Legendre nodes and weights on [-1, 1] (O(n) Newton iterations, cached)."""
+    x, w = roots_legendre(n)
+    return x, w
 
 
 @lru_cache(maxsize=16)
