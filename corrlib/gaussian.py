@@ -41,30 +41,48 @@ def _radial_rule(k: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     Weights sum to int_0^inf rho^k e^(-rho^2/2) d rho = 2^((k-1)/2) Gamma((k+1)/2).
     """
     R = math.sqrt(8.0 * n + 4.0 * k) + 10.0
-    M = 6 * n + 400
-    x, w = leggauss(M)
-    t = 0.5 * R * (x + 1.0)
-    wt = 0.5 * R * w * t**k * np.exp(-0.5 * t * t)
-    alpha = np.zeros(n)
-    beta = np.zeros(n)
+    # composite Gauss-Legendre on panels of length <= 1 (a single high-order rule loses
+    # digits in its weights); extended precision for the recurrence
+    n_pan = int(math.ceil(R))
+    x, w = leggauss(48)
+    edges = np.linspace(0.0, R, n_pan + 1)
+    ld = np.longdouble
+    h = ld(edges[1] - edges[0])
+    t = (edges[:-1, None].astype(ld) + h * (x.astype(ld) + ld(1)) / ld(2)).ravel()
+    wt = np.tile(w.astype(ld) * h / ld(2), n_pan) * t**k * np.exp(-t * t / ld(2))
+    alpha = np.zeros(n, dtype=ld)
+    beta = np.zeros(n, dtype=ld)
     p_prev = np.zeros_like(t)
     p = np.ones_like(t)
-    norm_prev = 1.0
+    norm_prev = ld(1)
     for j in range(n):
         norm = np.sum(wt * p * p)
         alpha[j] = np.sum(wt * t * p * p) / norm
         beta[j] = norm if j == 0 else norm / norm_prev
-        p_next = (t - alpha[j]) * p - (beta[j] if j > 0 else 0.0) * p_prev
+        p_next = (t - alpha[j]) * p - (beta[j] if j > 0 else ld(0)) * p_prev
         p_prev, p, norm_prev = p, p_next, norm
         # rescale to avoid overflow; the ratios above are scale invariant
-        s = math.sqrt(np.sum(wt * p * p))
+        s = np.sqrt(np.sum(wt * p * p))
         p = p / s
         p_prev = p_prev / s
         norm_prev = norm_prev / (s * s)
+    alpha = alpha.astype(float)
+    beta = beta.astype(float)
     J = np.diag(alpha) + np.diag(np.sqrt(beta[1:]), 1) + np.diag(np.sqrt(beta[1:]), -1)
-    nodes, vecs = np.linalg.eigh(J)
+    nodes = np.linalg.eigvalsh(J)
+    # Christoffel weights 1/sum_j p_j(x)^2 from the orthonormal recurrence (more accurate
+    # than squared eigenvector components), in extended precision
     mu0 = 2.0 ** ((k - 1) / 2.0) * math.gamma((k + 1) / 2.0)
-    weights = mu0 * vecs[0] ** 2
+    xl = nodes.astype(ld)
+    sb = np.sqrt(beta.astype(ld))
+    q_prev = np.zeros_like(xl)
+    q = np.ones_like(xl)
+    acc = np.ones_like(xl)
+    for j in range(n - 1):
+        q_next = ((xl - ld(alpha[j])) * q - (sb[j] if j > 0 else ld(0)) * q_prev) / sb[j + 1]
+        q_prev, q = q, q_next
+        acc += q * q
+    weights = (ld(mu0) / acc).astype(float)
     return nodes, weights
 
 
