@@ -70,7 +70,7 @@ def _derivative_tensors(E: ChannelExpectation, K: np.ndarray, layout: ChannelLay
             vals = E.expect_many([((a, b), rows[list(J)] if J else None) for J in idx_tuples])
             M = dict(zip(idx_tuples, vals, strict=True))
 
-            def m(*J):
+            def m(*J, M=M):
                 return M[tuple(sorted(J))]
 
             d2 = np.empty((k, k))

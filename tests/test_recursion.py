@@ -130,7 +130,7 @@ def _reference_T12(act, net, K1):
         g = _quad_expect(lambda z: f1(z) ** 2, K)
         q = _quad_expect(lambda z: f1(z) ** 4, K)
         g1 = _quad_expect(lambda z: z * f1(z) * d1(z), K) / K
-        g2 = _quad_expect(lambda z: f1(z) ** 2 * ((z * z / K) ** 2 - 6 * z * z / K + 3), K) / (
+        g2 = _quad_expect(lambda z, K=K: f1(z) ** 2 * ((z * z / K) ** 2 - 6 * z * z / K + 3), K) / (
             4 * K * K
         )
         chi = net.C_W * g1
