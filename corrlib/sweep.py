@@ -406,7 +406,7 @@ class _SerialExecutor:
         for fut in futures:
             self._jobs.pop(fut, None)
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         self._jobs.clear()
 
 
@@ -425,8 +425,12 @@ class _PoolExecutor:
         for fut in futures:
             fut.cancel()
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    def close(self, abort: bool = False) -> None:
+        if abort:  # an error or Ctrl-C: do not wait for the points still running
+            procs = getattr(self._pool, "_processes", None) or {}
+            for proc in list(procs.values()):
+                proc.terminate()
+        self._pool.shutdown(wait=not abort, cancel_futures=True)
 
 
 class _DaskExecutor:
@@ -447,7 +451,7 @@ class _DaskExecutor:
         if futures:
             self._client.cancel(futures)
 
-    def close(self) -> None:
+    def close(self, abort: bool = False) -> None:
         pass
 
 
@@ -701,6 +705,7 @@ def sweep(
             total=len(points), initial=n_cached, desc="sweep", unit="point", disable=not progress
         )
         executor = _make_executor(backend, client, max_workers, mp_context, fn)
+        aborted = True
         try:
             _run(
                 executor,
@@ -714,8 +719,9 @@ def sweep(
                     _finish_point, entries, points, keys, cache_dir, fn_id, seed, bar
                 ),
             )
+            aborted = False
         finally:
-            executor.close()
+            executor.close(abort=aborted)
             bar.close()
 
     frame = _assemble(names, points, entries)

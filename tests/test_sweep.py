@@ -190,7 +190,9 @@ def test_fn_error_names_point_and_keeps_finished_points(tmp_path):
         _run(fns.failing, {"i": [0, 1, 2, 3]}, cache=tmp_path)
     if hasattr(info.value, "__notes__"):
         assert "{'i': 2}" in info.value.__notes__[0]
-    assert len(_cached_points(tmp_path)) == 2  # i = 0, 1 finished before the error
+    assert sorted(_cached_points(tmp_path)) == [0, 1]  # finished before the error
+    with pytest.raises(RuntimeError, match="boom at i=2"):
+        _run(fns.failing, {"i": [0, 1, 2, 3]}, backend="local", max_workers=2)
 
 
 def test_dask_without_client_raises():
@@ -255,14 +257,18 @@ needs_stats = pytest.mark.skipif(not _has_mc_task(), reason="corrlib.stats.Monte
 
 @needs_stats
 def test_monte_carlo_task_chunked_equals_estimate_cumulants(dask_client):
+    """ReLU, width 16, depth 3, 20 000 samples: a fn returning MonteCarloTask, run in block
+    chunks on a local pool or on Dask, equals estimate_cumulants(rng=point generator)."""
     grid = {"width": [16], "depth": [3], "n": [20_000]}
+    assert fns.mc_task({"width": 16, "depth": 3, "n": 20_000}, None).n_blocks >= 3
     direct = _run(fns.mc_direct, grid)
     assert set(direct["quantity"]) >= {"mean", "V"}
     assert (direct["n_samples"] == 20_000).all()
+    _eq(direct, _run(fns.mc_task, grid))  # one chunk, run where fn ran
     local = _run(fns.mc_task, grid, backend="local", max_workers=2, chunk_blocks=1)
     _eq(direct, local)
-    dask = _run(fns.mc_task, grid, backend="dask", client=dask_client)
-    _eq(local, dask)
+    for chunk in (2, None):
+        _eq(local, _run(fns.mc_task, grid, backend="dask", client=dask_client, chunk_blocks=chunk))
 
 
 # ------------------------------------------------------------------------------- cache
