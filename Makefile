@@ -14,7 +14,6 @@ EXTRAS := notebooks,dev
 # Resolve Jupyter kernelspecs (the "python3" kernel used by papermill and nbval) from the
 # environment first, so that a user-level kernelspec cannot point the notebooks at another Python.
 export JUPYTER_PREFER_ENV_PATH := 1
-export MPLBACKEND := Agg
 export PYTHONHASHSEED := 0
 
 # Extra arguments for `make figures`, e.g. make figures ARGS="--only 01 --profile quick"

@@ -197,7 +197,6 @@ def run_notebook(
     if figures_dir is not None:
         os.environ["CORRLIB_FIGURES_DIR"] = str(Path(figures_dir).resolve())
     os.environ.setdefault("JUPYTER_PREFER_ENV_PATH", "1")
-    os.environ.setdefault("MPLBACKEND", "Agg")
     t0 = time.perf_counter()
     try:
         papermill.execute_notebook(
