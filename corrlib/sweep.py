@@ -554,9 +554,12 @@ def _read_entry(path: Path, key: str) -> _Entry:
         obj = pickle.loads(payload)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means recompute
         raise ValueError(f"payload cannot be unpickled ({exc!r})") from exc
-    if not (isinstance(obj, dict) and isinstance(obj.get("frame"), pd.DataFrame)):
-        raise ValueError("payload is not a sweep entry")
-    return _Entry(obj["frame"], float(obj["n_samples"]), float(obj["runtime"]))
+    try:
+        if not isinstance(obj["frame"], pd.DataFrame):
+            raise TypeError("frame is not a DataFrame")
+        return _Entry(obj["frame"], float(obj["n_samples"]), float(obj["runtime"]))
+    except (TypeError, KeyError, IndexError) as exc:
+        raise ValueError(f"payload is not a sweep entry ({exc})") from exc
 
 
 # ---------------------------------------------------------------------------- sweep
@@ -594,8 +597,11 @@ def sweep(
         seeded from ``(seed, point)``. Returns a corrlib result (anything with ``to_frame()``,
         e.g. ``estimate_cumulants(..., rng=rng)`` or ``finite_width(...)``), a dict
         ``{quantity: scalar}``, or a :class:`corrlib.stats.MonteCarloTask` (then the sweep
-        runs its blocks in chunks, see ``chunk_blocks``). For ``backend="local"`` fn must be
-        picklable: a module-level ``def``.
+        runs its blocks in chunks, see ``chunk_blocks``; fn is called again for every chunk,
+        so it should only build the task, and with equal results). A task's root seed is
+        ``root_seed_sequence(rng)`` after fn returns, so returning ``MonteCarloTask(net, X,
+        n)`` gives exactly ``estimate_cumulants(net, X, n, rng=rng)`` (T3). For
+        ``backend="local"`` fn must be picklable: a module-level ``def``.
     grid : mapping or list of mappings
         ``{name: values}`` (cartesian product, the last name varies fastest) or an explicit
         list of points. Names: str identifiers, not an output column name. Values: int,
@@ -662,6 +668,9 @@ def sweep(
         )
     if client is not None and backend != "dask":
         raise ValueError(f"client= is only used with backend='dask'; got backend={backend!r}")
+    for name, value in (("max_workers", max_workers), ("mp_context", mp_context)):
+        if value is not None and backend != "local":
+            raise ValueError(f"{name}= is only used with backend='local'; got backend={backend!r}")
     if not callable(fn):
         raise TypeError(f"fn must be callable fn(point, rng); got {type(fn).__name__}")
     chunk_blocks = _check_int(chunk_blocks, "chunk_blocks", 1)

@@ -115,7 +115,8 @@ def test_grid_values_are_normalized():
         ({"backend": "mpi"}, ValueError, "backend must be one of"),
         ({"backend": "local", "client": object()}, ValueError, "only used with backend='dask'"),
         ({"chunk_blocks": 0}, ValueError, "chunk_blocks must be an integer >= 1"),
-        ({"max_workers": 0}, ValueError, "max_workers must be an integer >= 1"),
+        ({"backend": "local", "max_workers": 0}, ValueError, "max_workers must be an integer >= 1"),
+        ({"max_workers": 2}, ValueError, "only used with backend='local'"),
     ],
 )
 def test_bad_options_raise(kw, exc, match):
