@@ -276,12 +276,8 @@ def _root_seed_sequence(rng: np.random.Generator) -> np.random.SeedSequence:
     Same rule as ``corrlib.stats.root_seed_sequence`` so that returning
     ``MonteCarloTask(...)`` gives exactly the numbers of ``estimate_cumulants(..., rng=rng)``.
     """
-    try:
-        from .stats import root_seed_sequence
-    except ModuleNotFoundError as exc:  # pragma: no cover - until corrlib.stats lands
-        if exc.name != f"{__package__}.stats":
-            raise
-        return np.random.SeedSequence(rng.integers(2**63, size=4))
+    from .stats import root_seed_sequence
+
     return root_seed_sequence(rng)
 
 

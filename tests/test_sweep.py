@@ -245,18 +245,6 @@ def test_local_and_dask_frames_are_bit_identical(dask_client):
 # Real Monte Carlo tasks (corrlib.stats): chunked sweeps equal estimate_cumulants bit for bit.
 
 
-def _has_mc_task() -> bool:
-    try:
-        from corrlib.stats import MonteCarloTask  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_stats = pytest.mark.skipif(not _has_mc_task(), reason="corrlib.stats.MonteCarloTask missing")
-
-
-@needs_stats
 def test_monte_carlo_task_chunked_equals_estimate_cumulants(dask_client):
     """ReLU, width 16, depth 3, 20 000 samples: a fn returning MonteCarloTask, run in block
     chunks on a local pool or on Dask, equals estimate_cumulants(rng=point generator)."""
