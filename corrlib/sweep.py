@@ -31,6 +31,7 @@ import pickle
 import struct
 import sys
 import time
+import types
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
@@ -836,3 +837,18 @@ def _column_dtype(values: list[Any]) -> Any:
     if types == {str}:
         return str
     return object
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable as :func:`sweep`.
+
+    ``corrlib.sweep`` names both this submodule and the function. Once the submodule has been
+    imported (``from corrlib.sweep import ...``), the attribute ``corrlib.sweep`` is the module;
+    making the module callable keeps ``corrlib.sweep(fn, grid, seed=...)`` working either way.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
+        return sweep(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -131,6 +131,18 @@ def test_bad_return_type_raises():
         _run(lambda p, rng: {"x": [1.0, 2.0]}, {"width": [1]})
 
 
+def test_corrlib_sweep_is_callable_even_after_importing_the_submodule():
+    import importlib
+
+    import corrlib
+
+    module = importlib.import_module("corrlib.sweep")  # corrlib.sweep may now be the module
+    grid = {"width": [1, 2]}
+    expected = _run(fns.noisy, grid)
+    _eq(expected, module(fns.noisy, grid, seed=7, backend="serial", progress=False))
+    _eq(expected, corrlib.sweep(fns.noisy, grid, seed=7, backend="serial", progress=False))
+
+
 # ----------------------------------------------------------------------------- seeding
 
 
