@@ -124,6 +124,11 @@ class Network:
         """
         if isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or depth < 0:
             raise ValueError(f"depth must be an integer >= 0; got {depth!r}")
+        for name, val in (("width", width), ("n_in", n_in), ("n_out", n_out)):
+            if isinstance(val, bool) or not isinstance(val, numbers.Integral):
+                raise TypeError(f"{name} must be an integer >= 1; got {val!r}")
+            if val < 1:
+                raise ValueError(f"{name} must be an integer >= 1; got {val!r}")
         return cls((n_in, *([width] * int(depth)), n_out), activation, C_W, C_b)
 
     @classmethod
