@@ -38,8 +38,10 @@ _API = {
     "sample_outputs": "sampling",
     "estimate_cumulants": "stats",
     "CumulantEstimate": "stats",
+    "MonteCarloTask": "stats",
     # parameter sweeps
     "sweep": "sweep",
+    "SweepCacheWarning": "sweep",
 }
 
 _SUBMODULES = {
