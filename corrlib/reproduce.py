@@ -64,6 +64,7 @@ class NotebookResult:
     parameters: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     failed_copy: str | None = None
+    started: float = 0.0  # wall-clock time.time() when the run began
 
 
 # --------------------------------------------------------------------------------------- discovery
@@ -197,6 +198,7 @@ def run_notebook(
     if figures_dir is not None:
         os.environ["CORRLIB_FIGURES_DIR"] = str(Path(figures_dir).resolve())
     os.environ.setdefault("JUPYTER_PREFER_ENV_PATH", "1")
+    started = time.time()
     t0 = time.perf_counter()
     try:
         papermill.execute_notebook(
@@ -214,7 +216,7 @@ def run_notebook(
         if tmp.exists():
             os.replace(tmp, failed)
             copy = str(failed)
-        return NotebookResult(name, False, runtime, used, _first_error_line(exc), copy)
+        return NotebookResult(name, False, runtime, used, _first_error_line(exc), copy, started)
     runtime = time.perf_counter() - t0
     try:
         _clean_metadata(tmp, name)
@@ -224,7 +226,7 @@ def run_notebook(
             tmp.unlink()
     with contextlib.suppress(FileNotFoundError):
         failed.unlink()
-    return NotebookResult(name, True, runtime, used)
+    return NotebookResult(name, True, runtime, used, started=started)
 
 
 def _run_in_worker(path: str, profile: str, figures_dir: str, kernel: str) -> NotebookResult:
@@ -261,11 +263,24 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def stale_files(result: NotebookResult, figures_dir: Path) -> list[Path]:
+    """Files under ``figures_dir/<stem>/`` that the run did not rewrite (older than its start)."""
+    folder = figures_dir / Path(result.notebook).stem
+    if not folder.is_dir():
+        return []
+    return sorted(
+        f
+        for f in folder.rglob("*")
+        if f.is_file() and not f.name.startswith(".") and f.stat().st_mtime < result.started - 1.0
+    )
+
+
 def manifest_entries(
     result: NotebookResult, figures_dir: Path, profile: str, version: str, revision: str
 ) -> dict[str, dict[str, Any]]:
     """One entry per file under ``figures_dir/<stem>/``, keyed by its path relative to
-    ``figures_dir`` (with ``/`` separators)."""
+    ``figures_dir`` (with ``/`` separators). Files the run did not rewrite are listed too
+    (``main`` warns about them)."""
     stem = Path(result.notebook).stem
     folder = figures_dir / stem
     entries: dict[str, dict[str, Any]] = {}
@@ -423,6 +438,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             bar.update(1)
 
     results.sort(key=lambda r: r.notebook)
+    for r in results:
+        if r.ok:
+            for f in stale_files(r, fig_dir):
+                print(
+                    f"warning: {f.relative_to(fig_dir)} was not rewritten by "
+                    f"{Path(r.notebook).stem} (left over from an earlier version?)",
+                    file=sys.stderr,
+                )
     merge = bool(args.only)
     if any(r.ok for r in results) or not merge:
         path = write_manifest(fig_dir, results, args.profile, merge, revision)

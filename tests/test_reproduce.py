@@ -178,12 +178,19 @@ def test_failing_notebook_is_named_and_left_untouched(project, capsys):
     assert not [p for p in nbdir.iterdir() if p.name.startswith(".")]
 
 
-def test_success_removes_stale_failed_copy(project):
+def test_success_removes_stale_failed_copy_and_warns_about_stale_figures(project, capsys):
     nbdir, figdir = project
     stale = nbdir / "02_other.failed.ipynb"
     stale.write_text("{}")
+    old = figdir / "02_other" / "renamed_long_ago.png"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"old")
+    os.utime(old, (1.0e9, 1.0e9))
     assert _run(nbdir, figdir, "--only", "02_other") == 0
     assert not stale.exists()
+    err = capsys.readouterr().err
+    assert "02_other/renamed_long_ago.png was not rewritten" in err
+    assert "squares.png" not in err
 
 
 def test_module_entry_point_exit_status(project):
