@@ -168,6 +168,8 @@ def _clean_metadata(path: Path, name: str) -> None:
         md = cell.get("metadata", {})
         md.pop("papermill", None)
         md.pop("execution", None)
+        if "injected-parameters" in md.get("tags", []) and "id" in cell:
+            cell["id"] = "injected-parameters"  # papermill draws a random id on every run
     text = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
     path.write_text(text, encoding="utf-8")
 

@@ -139,6 +139,7 @@ def test_paper_run_writes_outputs_and_manifest(project):
         assert _stdout_of_last_cell(path).strip() == "n = 10 | profile = paper | cwd = notebooks"
         nb = nbformat.read(path, as_version=4)
         assert "injected-parameters" in nb.cells[2].metadata.get("tags", [])
+        assert nb.cells[2].id == "injected-parameters"  # stable across re-runs
         assert "start_time" not in nb.metadata.get("papermill", {})
     assert sorted(p.name for p in nbdir.iterdir()) == ["01_tiny.ipynb", "02_other.ipynb"]
 
