@@ -7,7 +7,6 @@ K^{(1)} = Sigma^{(0)} of (T2)).
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import numpy as np
@@ -16,7 +15,7 @@ from scipy import optimize
 from .activations import K_STAR_ZERO, Activation, get_activation
 from .channels import ChannelLayout, input_kernel
 from .gaussian import ChannelExpectation, gaussian_rule
-from .network import Network
+from .network import Network, _check_positive_float
 
 __all__ = [
     "infinite_width_kernel",
@@ -151,8 +150,7 @@ def chi_parallel(activation: str | Activation, K, C_W: float):
     float or ndarray (shape of K)
     """
     act = get_activation(activation)
-    if not (C_W > 0 and math.isfinite(C_W)):
-        raise ValueError(f"C_W must be finite and > 0; got {C_W!r}")
+    C_W = _check_positive_float(C_W, "C_W")
     return _vectorize(lambda k: C_W * _g_prime(act, float(k)), K)
 
 
@@ -171,8 +169,7 @@ def chi_perp(activation: str | Activation, K, C_W: float):
     float or ndarray (shape of K)
     """
     act = get_activation(activation)
-    if not (C_W > 0 and math.isfinite(C_W)):
-        raise ValueError(f"C_W must be finite and > 0; got {C_W!r}")
+    C_W = _check_positive_float(C_W, "C_W")
     return _vectorize(lambda k: C_W * _dsig2(act, float(k)), K)
 
 
