@@ -288,7 +288,14 @@ def gaussian_rule(
             raise ValueError(f"kinks must be None, 'axes' or an array of normals; got {kinks!r}")
         W = np.eye(d)
     else:
-        W = np.asarray(kinks, dtype=float).reshape(-1, d)
+        W = np.asarray(kinks, dtype=float)
+        if W.ndim == 1:
+            W = W[None, :]
+        if W.ndim != 2 or W.shape[1] != d or not np.all(np.isfinite(W)):
+            raise ValueError(
+                f"kinks must be None, 'axes' or finite normals of shape (k, d={d}); "
+                f"got shape {W.shape}"
+            )
     normals = W @ A  # normals in xi space
     if len(normals):
         nn = np.linalg.norm(normals, axis=1)

@@ -346,6 +346,10 @@ def test_bad_arguments():
         gaussian_expectation(1.0, np.eye(2))
     with pytest.raises(ValueError, match="kinks must be None, 'axes' or an array"):
         gaussian_expectation(lambda z: z[:, 0], np.eye(2), kinks="diag")
+    for bad in (np.ones((2, 3)), np.ones(4), np.ones((1, 1, 2)), [[np.nan, 1.0]]):
+        # no silent reshaping of normals of the wrong dimension
+        with pytest.raises(ValueError, match=r"kinks must be .* of shape \(k, d=2\)"):
+            gaussian_expectation(lambda z: z[:, 0], np.eye(2), kinks=bad)
     with pytest.raises(ValueError, match="n_theta must be >= 1"):
         gaussian_expectation(lambda z: z[:, 0], np.eye(2), n_theta=0)
     with pytest.raises(ValueError, match="F must return an array whose first axis"):
