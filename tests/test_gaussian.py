@@ -201,6 +201,17 @@ def test_erf_products_against_williams(d, default_rules, rng):
     np.testing.assert_allclose(rule.expect(F), exact, rtol=1e-10)
 
 
+@pytest.mark.parametrize("K", [0.5, 4.0, 30.0])
+def test_large_variance_1d(K):
+    """<erf'(z)^2>_K = (4/pi) / sqrt(1 + 4K) and <erf(z)^2>_K = (2/pi) arcsin(2K/(1+2K))."""
+    act = get_activation("erf")
+    got = gaussian_expectation(
+        lambda z: np.stack([act.df(z[:, 0]) ** 2, act.f(z[:, 0]) ** 2], 1), [[K]]
+    )
+    exact = [4 / math.pi / math.sqrt(1 + 4 * K), 2 / math.pi * math.asin(2 * K / (1 + 2 * K))]
+    np.testing.assert_allclose(got, exact, rtol=1e-10)
+
+
 @pytest.mark.parametrize("d", [1, 2, 3, 4])
 def test_erf_singular_K(d, rng):
     """Rank-1 K (all inputs equal up to scale): E[erf(z_0) erf(z_{d-1})]."""

@@ -74,7 +74,9 @@ def test_leaky_relu_closed_form(rng):
     assert_kernels_close(infinite_width_kernel(net, X), expect)
 
 
-@pytest.mark.parametrize(("C_W", "C_b"), [(1.0, 0.0), (2.0, 0.1), (math.pi / 4, 0.0), (4.0, 2.0)])
+@pytest.mark.parametrize(
+    ("C_W", "C_b"), [(1.0, 0.0), (2.0, 0.1), (math.pi / 4, 0.0), (4.0, 2.0), (8.0, 2.0)]
+)
 def test_erf_williams(C_W, C_b, rng):
     X = rng.standard_normal((3, 4)) * 1.5
     net = Network.uniform("erf", width=1, depth=6, n_in=4, C_W=C_W, C_b=C_b)
