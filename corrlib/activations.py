@@ -9,7 +9,7 @@ location of its kinks and its universality class at criticality
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -125,6 +125,14 @@ class Activation:
         A4 = (ap**4 + am**4) / 2
         return 3 * A4 / A2**2 - 1
 
+    def __reduce_ex__(self, protocol):
+        # Built-in activations hold local functions; pickle them by name and parameters so
+        # that networks travel to worker processes (sweeps, process pools).
+        key = getattr(self, "_registry_key", None)
+        if key is not None:
+            return (_rebuild, (key, dict(self.params)))
+        return super().__reduce_ex__(protocol)
+
     def __call__(self, z: np.ndarray) -> np.ndarray:
         return self.f(np.asarray(z, dtype=float))
 
@@ -176,7 +184,7 @@ def scale_invariant(a_plus: float, a_minus: float, name: str | None = None) -> A
     def d2f(z):
         return np.zeros_like(np.asarray(z, dtype=float))
 
-    return Activation(
+    act = Activation(
         name=name or "scale_invariant",
         f=f,
         df=df,
@@ -188,6 +196,9 @@ def scale_invariant(a_plus: float, a_minus: float, name: str | None = None) -> A
         universality=SCALE_INVARIANT,
         params={} if name in ("relu", "linear") else {"a_plus": ap, "a_minus": am},
     )
+    if name in (None, "scale_invariant"):
+        object.__setattr__(act, "_registry_key", "scale_invariant")
+    return act
 
 
 def leaky_relu(slope: float = 0.01) -> Activation:
@@ -203,6 +214,7 @@ def leaky_relu(slope: float = 0.01) -> Activation:
         raise ValueError(f"leaky_relu: slope must satisfy 0 <= slope < 1; got {slope!r}")
     act = scale_invariant(1.0, s, name="leaky_relu")
     object.__setattr__(act, "params", {"slope": s})
+    object.__setattr__(act, "_registry_key", "leaky_relu")
     return act
 
 
@@ -233,8 +245,8 @@ def _make_builtins() -> dict[str, Callable[..., Activation]]:
         return Activation(
             "tanh",
             f=np.tanh,
-            df=lambda z: 1.0 / np.cosh(z) ** 2,
-            d2f=lambda z: -2.0 * np.tanh(z) / np.cosh(z) ** 2,
+            df=lambda z: 1.0 - np.tanh(z) ** 2,  # no overflow of cosh at large |z|
+            d2f=lambda z: -2.0 * np.tanh(z) * (1.0 - np.tanh(z) ** 2),
             taylor=(0.0, 1.0, 0.0, -2.0, 0.0, 16.0),
             universality=K_STAR_ZERO,
         )
@@ -378,11 +390,12 @@ def get_activation(name: str | Activation, **params) -> Activation:
         act = _BUILTIN[key](**params)
     except TypeError as exc:
         raise TypeError(f"activation {name!r} does not take parameters {sorted(params)}") from exc
-    if key == "silu":
-        return act
+    object.__setattr__(act, "_registry_key", key)
     return act
 
 
-def taylor_a1(taylor: Sequence[float]) -> float:
-    """a_1 = sigma_3/sigma_1 + (3/4)(sigma_2/sigma_1)^2 of (T18) from Taylor data."""
-    return taylor[3] / taylor[1] + 0.75 * (taylor[2] / taylor[1]) ** 2
+def _rebuild(key: str, params: dict) -> Activation:
+    """Unpickle a built-in activation (see ``Activation.__reduce_ex__``)."""
+    if key == "scale_invariant":
+        return scale_invariant(params["a_plus"], params["a_minus"])
+    return get_activation(key, **params)

@@ -170,3 +170,21 @@ def test_activation_constructor_validation():
         Activation("x", f=np.tanh, df=np.tanh, universality="critical")
     with pytest.raises(ValueError, match="a_plus and a_minus must be finite and not both 0"):
         scale_invariant(0.0, 0.0)
+
+
+@pytest.mark.parametrize("name", ["relu", "linear", "tanh", "erf", "sin", "gelu", "swish", "silu"])
+def test_builtin_activations_pickle_by_name(name):
+    """Networks must travel to worker processes (sweeps): built-ins pickle by name."""
+    import pickle
+
+    import corrlib
+
+    act = corrlib.get_activation(name)
+    back = pickle.loads(pickle.dumps(act))
+    assert back == act
+    z = np.linspace(-3, 3, 7)
+    np.testing.assert_array_equal(back.f(z), act.f(z))
+    leaky = pickle.loads(pickle.dumps(corrlib.leaky_relu(0.3)))
+    assert leaky.params == {"slope": 0.3} and leaky.a_minus == 0.3
+    net = corrlib.Network.critical("tanh", 10, 3)
+    assert pickle.loads(pickle.dumps(net)) == net
