@@ -20,6 +20,9 @@ from .network import Network, _check_positive_float
 __all__ = [
     "infinite_width_kernel",
     "kernel_step",
+    "kernel_map",
+    "iterate_kernel",
+    "fixed_point",
     "chi_parallel",
     "chi_perp",
     "critical_point",
@@ -222,3 +225,81 @@ def critical_point(activation: str | Activation) -> CriticalPoint:
         f"activation {act.name!r} has no critical point: there is no K* > 0 with "
         "chi_parallel = chi_perp = 1 and C_b >= 0"
     )
+
+
+def kernel_map(activation: str | Activation, K, C_W, C_b=0.0) -> np.ndarray | float:
+    """The single-input map K -> C_b + C_W <sigma(z)^2>_K of (T7), vectorized.
+
+    Parameters
+    ----------
+    activation : str or Activation
+    K, C_W, C_b : float or array_like
+        Broadcast together; K >= 0.
+
+    Returns
+    -------
+    float or ndarray (the broadcast shape)
+    """
+    act = get_activation(activation)
+    K, C_W, C_b = np.broadcast_arrays(
+        np.asarray(K, dtype=float), np.asarray(C_W, dtype=float), np.asarray(C_b, dtype=float)
+    )
+    if np.any(~np.isfinite(K)) or np.any(K < 0):
+        raise ValueError("K must be finite and >= 0")
+    rule = gaussian_rule(np.array([[1.0]]), "axes")  # standard normal, split at 0
+    xi, w = rule.points[:, 0], rule.weights
+    g = (act.f(np.sqrt(K)[..., None] * xi) ** 2) @ w
+    out = C_b + C_W * g
+    return float(out) if out.ndim == 0 else out
+
+
+def iterate_kernel(
+    activation: str | Activation, K1, C_W, C_b=0.0, depth: int = 1
+) -> np.ndarray | float:
+    """K^{(depth+1)} from K^{(1)} by ``depth`` steps of (T7), vectorized over K1, C_W, C_b.
+
+    With a large ``depth`` this approaches the fixed point K* of the map in the phases where
+    it is attracting (the approach is a power law at criticality, docs/theory.md section 7).
+    """
+    if isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 0:
+        raise ValueError(f"depth must be an integer >= 0; got {depth!r}")
+    K = np.asarray(K1, dtype=float)
+    for _ in range(int(depth)):
+        K = np.asarray(kernel_map(activation, K, C_W, C_b))
+        if not np.all(np.isfinite(K)):
+            raise FloatingPointError("the kernel overflowed: an exploding phase; reduce depth")
+    return float(K) if K.ndim == 0 else K
+
+
+def fixed_point(
+    activation: str | Activation,
+    C_W,
+    C_b=0.0,
+    K0=1.0,
+    *,
+    rtol: float = 1e-10,
+    max_iter: int = 10_000,
+) -> np.ndarray | float:
+    """The fixed point K* = C_b + C_W <sigma^2>_{K*} reached by iterating (T7) from K0.
+
+    Vectorized over broadcast C_W, C_b, K0; each entry stops when a step changes it by less
+    than ``rtol`` relative (or 1e-300 absolute). Entries that have not converged after
+    ``max_iter`` steps (the power-law approach at criticality) return the last iterate.
+    Raises FloatingPointError in an exploding phase (no finite attracting fixed point).
+    """
+    C_W, C_b, K = np.broadcast_arrays(
+        np.asarray(C_W, dtype=float), np.asarray(C_b, dtype=float), np.asarray(K0, dtype=float)
+    )
+    K = K.copy()
+    active = np.ones(K.shape, dtype=bool)
+    for _ in range(int(max_iter)):
+        if not active.any():
+            break
+        new = np.asarray(kernel_map(activation, K[active], C_W[active], C_b[active]))
+        if not np.all(np.isfinite(new)):
+            raise FloatingPointError("the kernel overflowed: no attracting finite fixed point")
+        done = np.abs(new - K[active]) <= rtol * np.abs(new) + 1e-300
+        K[active] = new
+        idx = np.flatnonzero(active)
+        active.flat[idx[done]] = False
+    return float(K) if K.ndim == 0 else K

@@ -378,3 +378,22 @@ def test_chi_bad_inputs(fn):
 def test_critical_point_unknown_activation():
     with pytest.raises(ValueError, match=r"unknown activation 'foo'; known activations: .*tanh"):
         critical_point("foo")
+
+
+def test_kernel_map_iterate_and_fixed_point():
+    """Vectorized single-input map (T7) agrees with infinite_width_kernel and finds K*."""
+    from corrlib.kernels import fixed_point, iterate_kernel, kernel_map
+
+    net = corrlib.Network.uniform("tanh", 1, 12, C_W=1.5, C_b=0.3)
+    K_net = corrlib.infinite_width_kernel(net, np.array([[1.2]]))[:, 0, 0]
+    K1 = K_net[0]
+    np.testing.assert_allclose(iterate_kernel("tanh", K1, 1.5, 0.3, 12), K_net[-1], rtol=1e-12)
+    np.testing.assert_allclose(kernel_map("relu", [0.5, 2.0], 2.0, 0.0), [0.5, 2.0], rtol=1e-13)
+    # ReLU: K* = C_b / (1 - C_W/2) for C_W < 2
+    np.testing.assert_allclose(fixed_point("relu", 1.5, 0.5), 2.0, rtol=1e-8)
+    Ks = fixed_point("tanh", np.array([1.2, 1.5]), 0.3)
+    np.testing.assert_allclose(kernel_map("tanh", Ks, np.array([1.2, 1.5]), 0.3), Ks, rtol=1e-9)
+    with pytest.raises(ValueError, match="depth"):
+        iterate_kernel("tanh", 1.0, 1.0, 0.0, depth=-1)
+    with pytest.raises(ValueError, match="K must be"):
+        kernel_map("tanh", -1.0, 1.0)
