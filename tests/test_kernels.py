@@ -382,6 +382,7 @@ def test_critical_point_unknown_activation():
 
 def test_kernel_map_iterate_and_fixed_point():
     """Vectorized single-input map (T7) agrees with infinite_width_kernel and finds K*."""
+    import corrlib
     from corrlib.kernels import fixed_point, iterate_kernel, kernel_map
 
     net = corrlib.Network.uniform("tanh", 1, 12, C_W=1.5, C_b=0.3)
