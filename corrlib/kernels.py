@@ -275,31 +275,44 @@ def fixed_point(
     activation: str | Activation,
     C_W,
     C_b=0.0,
-    K0=1.0,
     *,
-    rtol: float = 1e-10,
-    max_iter: int = 10_000,
+    K_max: float = 1e6,
+    steps: int = 200,
 ) -> np.ndarray | float:
-    """The fixed point K* = C_b + C_W <sigma^2>_{K*} reached by iterating (T7) from K0.
+    """The largest fixed point K* = C_b + C_W <sigma^2>_{K*} of (T7), vectorized.
 
-    Vectorized over broadcast C_W, C_b, K0; each entry stops when a step changes it by less
-    than ``rtol`` relative (or 1e-300 absolute). Entries that have not converged after
-    ``max_iter`` steps (the power-law approach at criticality) return the last iterate.
-    Raises FloatingPointError in an exploding phase (no finite attracting fixed point).
+    The map is iterated downward from large K in any phase with a finite fixed point, so the
+    largest root of f(K) = C_b + C_W g(K) - K is the one a deep network's kernel reaches
+    from large inputs (for tanh-like activations g is concave and it is the attracting one;
+    at C_b = 0 it is K* = 0 exactly when C_W <= 1/sigma_1^2). Found by bisection on
+    [0, K_max], so it is reliable also at criticality where iteration converges only as a
+    power law.
+
+    Parameters
+    ----------
+    activation : str or Activation
+    C_W, C_b : float or array_like
+        Broadcast together.
+    K_max : float
+        Upper end of the search; entries with f(K_max) > 0 (no fixed point below K_max,
+        e.g. ReLU with C_W >= 2: an exploding phase) return inf.
+    steps : int
+        Bisection steps (200 reach float64 resolution).
+
+    Returns
+    -------
+    float or ndarray (the broadcast shape)
     """
-    C_W, C_b, K = np.broadcast_arrays(
-        np.asarray(C_W, dtype=float), np.asarray(C_b, dtype=float), np.asarray(K0, dtype=float)
-    )
-    K = K.copy()
-    active = np.ones(K.shape, dtype=bool)
-    for _ in range(int(max_iter)):
-        if not active.any():
-            break
-        new = np.asarray(kernel_map(activation, K[active], C_W[active], C_b[active]))
-        if not np.all(np.isfinite(new)):
-            raise FloatingPointError("the kernel overflowed: no attracting finite fixed point")
-        done = np.abs(new - K[active]) <= rtol * np.abs(new) + 1e-300
-        K[active] = new
-        idx = np.flatnonzero(active)
-        active.flat[idx[done]] = False
+    C_W, C_b = np.broadcast_arrays(np.asarray(C_W, dtype=float), np.asarray(C_b, dtype=float))
+    if np.any(~(C_W > 0)) or np.any(~(C_b >= 0)):
+        raise ValueError("C_W must be > 0 and C_b >= 0")
+    lo = np.zeros(C_W.shape)
+    hi = np.full(C_W.shape, float(K_max))
+    f_hi = np.asarray(kernel_map(activation, hi, C_W, C_b)) - hi
+    explode = f_hi > 0
+    for _ in range(int(steps)):
+        mid = 0.5 * (lo + hi)
+        up = np.asarray(kernel_map(activation, mid, C_W, C_b)) - mid > 0
+        lo, hi = np.where(up, mid, lo), np.where(up, hi, mid)
+    K = np.where(explode, np.inf, 0.5 * (lo + hi))
     return float(K) if K.ndim == 0 else K

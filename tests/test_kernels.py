@@ -393,7 +393,11 @@ def test_kernel_map_iterate_and_fixed_point():
     # ReLU: K* = C_b / (1 - C_W/2) for C_W < 2
     np.testing.assert_allclose(fixed_point("relu", 1.5, 0.5), 2.0, rtol=1e-8)
     Ks = fixed_point("tanh", np.array([1.2, 1.5]), 0.3)
-    np.testing.assert_allclose(kernel_map("tanh", Ks, np.array([1.2, 1.5]), 0.3), Ks, rtol=1e-9)
+    np.testing.assert_allclose(kernel_map("tanh", Ks, np.array([1.2, 1.5]), 0.3), Ks, rtol=1e-12)
+    # tanh, C_b = 0: K* = 0 up to C_W = 1 (critical), K* > 0 beyond; ReLU at C_W >= 2 explodes
+    K0 = fixed_point("tanh", np.array([0.8, 1.0, 1.3]), 0.0)
+    assert K0[0] < 1e-12 and K0[1] < 1e-6 and K0[2] > 0.1
+    assert fixed_point("relu", 2.5, 0.1) == np.inf
     with pytest.raises(ValueError, match="depth"):
         iterate_kernel("tanh", 1.0, 1.0, 0.0, depth=-1)
     with pytest.raises(ValueError, match="K must be"):
