@@ -262,3 +262,72 @@ def test_asymptotics_errors():
         asymptotics.a1("relu")
     with pytest.raises(ValueError, match="tanh"):
         asymptotics.moment_ratio("tanh")
+
+
+def _tanh_power_derivs(m: int, order: int):
+    """Functions d^k/dz^k tanh(z)^m, k = 0..order, via polynomials in t = tanh z (t' = 1 - t^2)."""
+    from numpy.polynomial import polynomial as P
+
+    polys = [np.array([0.0] * m + [1.0])]
+    for _ in range(order):
+        p = polys[-1]
+        polys.append(P.polymul(P.polyder(p), [1.0, 0.0, -1.0]) if len(p) > 1 else np.zeros(1))
+    return [lambda z, p=p: P.polyval(np.tanh(z), p) for p in polys]
+
+
+def test_two_input_tanh_against_independent_trapezoid_recursion():
+    """c = 2 (two inputs, values): V and Delta to 1e-8 relative against an independent
+    implementation of (T10)-(T11): analytic derivatives of tanh products (no Hermite
+    identities) and a tensor trapezoid rule (spectrally accurate for tanh) instead of the
+    polar rule."""
+    widths = (2, 40, 25, 60, 30, 1)
+    net = corrlib.Network(widths, "tanh", C_W=1.2, C_b=0.1)
+    X = np.array([[1.0, 0.4], [-0.3, 0.8]])
+    rec = finite_width(net, X)
+
+    h = 0.1  # trapezoid error ~ exp(-2 pi a / h), a ~ 1 the strip of analyticity
+    xi = np.arange(-8.5, 8.5 + h / 2, h)
+    w1 = h * np.exp(-0.5 * xi**2) / np.sqrt(2 * np.pi)
+    g0, g1 = np.meshgrid(xi, xi, indexing="ij")
+    W = np.outer(w1, w1).ravel()
+    deriv = {m: _tanh_power_derivs(m, 4) for m in range(5)}
+
+    def expect(K, fn):
+        lam, Q = np.linalg.eigh(K)
+        A = Q * np.sqrt(np.clip(lam, 0, None))
+        Zs = A @ np.vstack([g0.ravel(), g1.ravel()])
+        return W @ fn(Zs[0], Zs[1])
+
+    def prod_deriv(K, chans, diffs):
+        # <d^diffs (prod_{a in chans} tanh(z_a))>_K with diffs a tuple of channel indices
+        m = [chans.count(0), chans.count(1)]
+        k = [diffs.count(0), diffs.count(1)]
+        return expect(K, lambda z0, z1: deriv[m[0]][k[0]](z0) * deriv[m[1]][k[1]](z1))
+
+    C_W, C_b = net.C_W, net.C_b
+    K = rec.K[0]
+    V = np.zeros((2, 2, 2, 2))
+    D = np.zeros((2, 2))
+    idx = [(a, b) for a in range(2) for b in range(2)]
+    for ell in range(1, net.depth + 1):
+        n = widths[ell]
+        G2 = {(a, b): prod_deriv(K, [a, b], ()) for a, b in idx}
+        D2 = np.zeros((2, 2, 2, 2))
+        D4 = np.zeros((2,) * 6)
+        for a, b in idx:
+            for e, f in idx:
+                D2[a, b, e, f] = prod_deriv(K, [a, b], (e, f))
+            for e, f, g, hh in np.ndindex(2, 2, 2, 2):
+                D4[a, b, e, f, g, hh] = prod_deriv(K, [a, b], (e, f, g, hh))
+        G4 = np.zeros((2, 2, 2, 2))
+        for a, b, c, d in np.ndindex(2, 2, 2, 2):
+            G4[a, b, c, d] = prod_deriv(K, [a, b, c, d], ()) - G2[a, b] * G2[c, d]
+        V_new = C_W**2 / n * G4 + C_W**2 / 4 * np.einsum("abef,efgh,cdgh->abcd", D2, V, D2)
+        D = C_W / 2 * np.einsum("abef,ef->ab", D2, D) + C_W / 8 * np.einsum(
+            "abefgh,efgh->ab", D4, V
+        )
+        V = V_new
+        K = C_b + C_W * np.array([[G2[0, 0], G2[0, 1]], [G2[1, 0], G2[1, 1]]])
+        np.testing.assert_allclose(rec.K[ell], K, rtol=1e-12)
+        np.testing.assert_allclose(rec.V[ell], V, rtol=1e-8, atol=1e-16)
+        np.testing.assert_allclose(rec.Delta[ell], D, rtol=1e-8, atol=1e-16)
