@@ -47,6 +47,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -172,24 +173,40 @@ def run_tasks(
     chunk_size: int,
     n_jobs: int,
     on_done: Callable[[int], None] | None = None,
-) -> list:
-    """Run ``fn(a, b)`` over consecutive block ranges of length ``chunk_size``; results in order."""
+    consume: Callable[[object], None] | None = None,
+) -> None:
+    """Run ``fn(a, b)`` over consecutive block ranges of length ``chunk_size``.
+
+    Results are passed to ``consume`` strictly in range order, as soon as they are ready; at
+    most ``4 * n_jobs`` tasks are in flight, so memory stays bounded for any number of blocks.
+    ``on_done(number_of_blocks)`` is called after each consumed task (progress bars).
+    """
     ranges = [(a, min(a + chunk_size, stop)) for a in range(start, stop, chunk_size)]
+
+    def finish(a: int, b: int, result: object) -> None:
+        if consume is not None:
+            consume(result)
+        if on_done is not None:
+            on_done(b - a)
+
     if n_jobs <= 1 or len(ranges) <= 1:
-        out = []
         for a, b in ranges:
-            out.append(fn(a, b))
-            if on_done is not None:
-                on_done(b - a)
-        return out
+            finish(a, b, fn(a, b))
+        return
+    window = 4 * n_jobs
     with ThreadPoolExecutor(max_workers=min(n_jobs, len(ranges))) as pool:
-        futures = [pool.submit(fn, a, b) for a, b in ranges]
-        out = []
-        for (a, b), fut in zip(ranges, futures, strict=True):
-            out.append(fut.result())
-            if on_done is not None:
-                on_done(b - a)
-        return out
+        pending: deque = deque()
+        todo = iter(ranges)
+        for a, b in todo:
+            pending.append((a, b, pool.submit(fn, a, b)))
+            if len(pending) >= window:
+                break
+        while pending:
+            a, b, fut = pending.popleft()
+            finish(a, b, fut.result())
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append((*nxt, pool.submit(fn, *nxt)))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -488,12 +488,15 @@ class MonteCarloTask:
             ]
             return _combine(nodes)
 
-        parts = run_tasks(
-            task, start, stop, resolve_chunk(chunk_size), resolve_jobs(n_jobs), on_done
-        )
         nodes: list = []
-        for part in parts:
-            nodes = _combine(nodes + part)
+
+        def consume(part: list) -> None:
+            # fold in range order as results arrive: O(log n_blocks) nodes kept
+            nodes[:] = _combine(nodes + part)
+
+        run_tasks(
+            task, start, stop, resolve_chunk(chunk_size), resolve_jobs(n_jobs), on_done, consume
+        )
         return BlockStats(start, stop, nb, n_samples, c, self.method, shift, nodes)
 
 

@@ -198,3 +198,31 @@ def test_relu_mean_equals_infinite_width_kernel():
     z = np.abs(e.mean - K)[1:, i, i] / e.mean_se[1:, i, i]
     assert z.max() < Z
     assert np.abs(e.mean - K)[1:].max() > 0  # the same network does see Delta off the diagonal
+
+
+def test_run_tasks_consumes_in_order_with_bounded_window():
+    import threading
+    import time
+
+    from corrlib.sampling import run_tasks
+
+    g = np.random.default_rng(0)
+    delays = g.uniform(0, 0.004, 40)
+    in_flight, peak, seen = [0], [0], []
+    lock = threading.Lock()
+
+    def fn(a, b):
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        time.sleep(delays[a])
+        with lock:
+            in_flight[0] -= 1
+        return (a, b)
+
+    run_tasks(fn, 0, 40, 1, 2, consume=seen.append)
+    assert seen == [(i, i + 1) for i in range(40)]
+    assert peak[0] <= 2
+    seen.clear()
+    run_tasks(fn, 3, 40, 7, 2, consume=seen.append)
+    assert seen[0] == (3, 10) and seen[-1] == (38, 40)

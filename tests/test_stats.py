@@ -7,6 +7,8 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from corrlib.activations import get_activation
 from corrlib.network import Network
@@ -223,3 +225,35 @@ def test_overflow_in_power_sums():
     net = Network.uniform("linear", 8, 200, C_W=8.0)  # Sigma ~ 8^200 ~ 1e180
     with pytest.raises(OverflowError, match="C_W"):
         estimate_cumulants(net, [[1.0]], 100, rng=0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n_blocks=st.integers(1, 300),
+    cuts=st.lists(st.floats(0, 1), max_size=8),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_dyadic_merge_is_split_invariant(n_blocks, cuts, seed):
+    """Any split into ranges, merged in order, folds to the same bits (non-associative floats)."""
+    from corrlib.stats import _combine
+
+    g = np.random.default_rng(seed)
+    leaves = g.standard_normal((n_blocks, 1, 3)) * 10.0 ** g.integers(-8, 9, (n_blocks, 1, 3))
+
+    def stats(a, b):
+        nodes = _combine([(0, i, leaves[i]) for i in range(a, b)])
+        return BlockStats(a, b, n_blocks, 1, 1, "collapsed", np.zeros((1, 1)), nodes)
+
+    def fold(bs):
+        total = bs.nodes[0][2]
+        for node in bs.nodes[1:]:
+            total = total + node[2]
+        return total
+
+    ref = fold(stats(0, n_blocks))
+    pts = sorted({0, n_blocks, *(int(c * n_blocks) for c in cuts)})
+    merged = stats(pts[0], pts[1])
+    for a, b in zip(pts[1:-1], pts[2:], strict=True):
+        merged = merged.merge(stats(a, b))
+    assert np.array_equal(fold(merged), ref)
+    assert len(merged.nodes) <= 2 * max(1, n_blocks).bit_length()
