@@ -189,7 +189,8 @@ class FiniteWidthResult:
     def to_frame(self):
         """Tidy DataFrame: layer, quantity ("K", "Delta", "mean", "V", "T"), a, b, c, d, value, se.
 
-        V is listed on its unique entries a<=b, c<=d, (a,b)<=(c,d); se is NaN (exact theory).
+        V is listed on its unique entries a<=b, c<=d, (a,b)<=(c,d); T (c = 1) has channel
+        indices <NA> as in the Monte Carlo frames; se is NaN (exact theory).
         """
         import pandas as pd
 
@@ -205,7 +206,7 @@ class FiniteWidthResult:
                 for cc, d in pairs[i:]:
                     rows.append((layer, "V", a, b, cc, d, self.V[ell, a, b, cc, d]))
             if self.T is not None:
-                rows.append((layer, "T", 0, 0, 0, 0, self.T[ell]))
+                rows.append((layer, "T", None, None, None, None, self.T[ell]))
         df = pd.DataFrame(rows, columns=["layer", "quantity", "a", "b", "c", "d", "value"])
         for col in ("a", "b", "c", "d"):
             df[col] = df[col].astype("Int64")
