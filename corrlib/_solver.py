@@ -140,6 +140,16 @@ class _Chain:
         # left edge: Gamma-matched large deviation bound (k_eff/2)(D + e^-D - 1) = 46 below
         # the mean in log scale, but at least z_band standard deviations
         k_eff = 2.0 * mu**2 / np.maximum(sd**2, 1e-300)
+        if self.scale_inv and (self.am2 == 0.0 or self.ap2 == 0.0):
+            # Binomial mixture: the left tail is that of the fewest active neurons that matter
+            k = np.arange(1, n + 1)
+            logp = (
+                special.gammaln(n + 1.0)
+                - special.gammaln(k + 1.0)
+                - special.gammaln(n - k + 1.0)
+                - n * _LOG2
+            )
+            k_eff = np.minimum(k_eff, float(k[np.argmax(logp > -46.0)]))
         rhs = 92.0 / k_eff
         D = rhs + 1.0
         for _ in range(60):
@@ -481,7 +491,8 @@ def propagate(act, C_W, C_b, widths, S0, *, h_factor=1.0, tol=1e-14, keep_laws=F
         u0 = math.log(val)
         probes = np.array([s_probe, c + val])
     width0 = min(base, float(np.min([chain.rel_width(probes, n).min() for n in set(widths)])))
-    h = h_factor * width0 / 3.0
+    # cap: densities of log(chi2_k) with small k are analytic only in a strip of width ~pi/2
+    h = h_factor * min(width0, 0.3) / 3.0
     prop = _Propagator(chain, u0, h, tol)
     mean = np.empty(L + 1)
     var = np.zeros(L + 1)

@@ -110,10 +110,12 @@ def _check_closed_form(net: Network, directions, func: str) -> tuple[float, floa
 def _log_chi2_moments(dof: np.ndarray, k_max: int) -> np.ndarray:
     """log E[(chi^2_dof)^j], j = 0..k_max, shape (len(dof), k_max+1); chi^2_0 = 0."""
     dof = np.asarray(dof, dtype=float)
-    j = np.arange(k_max + 1, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        half = dof[:, None] / 2.0
-        out = j * math.log(2.0) + special.gammaln(half + j) - special.gammaln(half)
+    # Gamma(a + j)/Gamma(a) = prod_{i<j} (a + i): a product of logs, no gammaln cancellation
+    half = dof / 2.0
+    out = np.zeros((dof.size, k_max + 1))
+    with np.errstate(divide="ignore"):
+        for j in range(1, k_max + 1):
+            out[:, j] = out[:, j - 1] + math.log(2.0) + np.log(half + (j - 1))
     zero = dof == 0
     out[zero, :] = -np.inf
     out[zero, 0] = 0.0
@@ -133,6 +135,7 @@ def _log_factor_moments(n: int, k_max: int, a_plus: float, a_minus: float, C_W: 
         - special.gammaln(n - B + 1.0)
         - n * math.log(2.0)
     )
+    logbin -= special.logsumexp(logbin)  # weights sum to 1 to rounding
     mp = _log_chi2_moments(B, k_max)  # (n+1, k+1)
     mm = _log_chi2_moments(n - B, k_max)
     with np.errstate(divide="ignore"):
@@ -147,6 +150,7 @@ def _log_factor_moments(n: int, k_max: int, a_plus: float, a_minus: float, C_W: 
             am = np.where(k - j > 0, (k - j) * la_m, 0.0)
         terms = logbin[:, None] + logc[None, :] + ap + am + mp[:, j] + mm[:, k - j]
         out[k] = special.logsumexp(terms) + k * math.log(C_W / n)
+    out[0] = 0.0  # E X^0 = 1 exactly
     return out
 
 
