@@ -93,6 +93,7 @@ def main(argv=None) -> None:
     df = pd.DataFrame(rows)
     df["machine"] = f"{platform.machine()} {platform.processor() or ''}".strip()
     df["python"] = platform.python_version()
+    df["load_average_1min"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else np.nan
     df["date_utc"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
     RESULTS.mkdir(exist_ok=True)
     with atomic_path(RESULTS / "exact.csv") as tmp:
