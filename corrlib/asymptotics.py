@@ -60,7 +60,7 @@ def leading_order(
     Parameters
     ----------
     activation : str or Activation
-        Scale-invariant or K* = 0 class.
+        Scale-invariant, K* = 0 class, or an activation with a critical point K* > 0.
     layers : array_like of int
         Layer indices l >= 1 (the pre-activation z^{(l)}; the output is l = L+1).
     width : int or array_like
@@ -77,6 +77,9 @@ def leading_order(
     -----
     Scale-invariant (T17): K = K1, V/K^2 = (3 A_4/A_2^2 - 1) sum_{l'<l} 1/n_{l'}.
     K* = 0 class (T18): K ~ 1/(-a_1 l), V/K^2 ~ (2/3) l/n.
+    K* != 0 (gelu, swish), started at K^{(1)} = K* (``K1`` is ignored): K = K*,
+    V/K^2 = (l - 1) C_W^2 (<sigma^4> - <sigma^2>^2)_{K*} / (K*^2 n), from (T12) with
+    chi_par = 1. The fixed point is only marginally stable (docs/theory.md section 7).
     """
     act = get_activation(activation)
     ell = np.asarray(layers, dtype=float)
@@ -100,8 +103,20 @@ def leading_order(
         K = 1.0 / (-act.a1 * ell)
         V = (2.0 / 3.0) * ell / n
     else:
-        raise ValueError(
-            f"activation {act.name!r} is in neither the scale-invariant nor the K*=0 class; "
-            "use corrlib.finite_width for its finite-width statistics"
-        )
+        # K* != 0 (gelu, swish): started at its critical K*, the kernel stays there and, with
+        # chi_par = 1, (T12) gives V^{(l)} = (l - 1) v(K*)/n, v = C_W^2 (<sigma^4> - <sigma^2>^2).
+        from .kernels import critical_point
+        from .recursion import single_input_coefficients
+
+        try:
+            C_b, C_W, K_star = critical_point(act)
+        except ValueError as exc:
+            raise ValueError(
+                f"activation {act.name!r} has no critical point, so no large-depth form; "
+                "use corrlib.finite_width for its finite-width statistics"
+            ) from exc
+        n = float(np.asarray(width))
+        co = single_input_coefficients(act, K_star, C_W, C_b)
+        K = np.full_like(ell, K_star)
+        V = co["v"] / K_star**2 * (ell - 1.0) / n
     return {"K": K, "V_over_K2": V, "normalized_kappa4": 3.0 * V}

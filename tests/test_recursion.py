@@ -255,9 +255,21 @@ def test_result_methods_and_frame():
     assert ((df2.quantity == "V") & (df2.layer == 1)).sum() == p * (p + 1) // 2
 
 
+def test_marginal_class_linear_growth():
+    """gelu at its critical point K* != 0: the recursion started at K* stays there and V/K^2
+    grows exactly linearly, as leading_order says."""
+    net = corrlib.Network.critical("gelu", 50, 30)
+    K_star = corrlib.critical_point("gelu").K_star
+    rec = finite_width(net, np.array([[np.sqrt((K_star - net.C_b) / net.C_W)]]))
+    np.testing.assert_allclose(rec.K[:, 0, 0], K_star, rtol=1e-9)
+    lead = asymptotics.leading_order("gelu", np.arange(1, 32), 50)
+    np.testing.assert_allclose(rec.V[:, 0, 0, 0, 0] / K_star**2, lead["V_over_K2"], rtol=1e-7)
+    assert lead["V_over_K2"][1] * 50 == pytest.approx(4.904, abs=1e-3)
+
+
 def test_asymptotics_errors():
-    with pytest.raises(ValueError, match="gelu"):
-        asymptotics.leading_order("gelu", [1, 2], 10)
+    with pytest.raises(ValueError, match="softplus"):
+        asymptotics.leading_order("softplus", [1, 2], 10)
     with pytest.raises(ValueError, match="relu"):
         asymptotics.a1("relu")
     with pytest.raises(ValueError, match="tanh"):
