@@ -129,13 +129,28 @@ def default_parameters(path: Path) -> dict[str, Any]:
     return out
 
 
-def injected_parameters(nb: dict, profile: str) -> dict[str, Any]:
-    """The parameters papermill injects for ``profile``."""
+def injected_parameters(
+    nb: dict, profile: str, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The parameters papermill injects for ``profile``, then the ``extra`` overrides."""
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}; got {profile!r}")
     params = quick_overrides(nb) if profile == "quick" else {}
+    params.update(extra or {})
     params["profile"] = profile
     return params
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """``NAME=VALUE`` -> (name, value); VALUE is a Python literal, else a string."""
+    name, sep, value = text.partition("=")
+    name = name.strip()
+    if not sep or not name.isidentifier():
+        raise ValueError(f"--param expects NAME=VALUE with NAME an identifier; got {text!r}")
+    try:
+        return name, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return name, value
 
 
 # -------------------------------------------------------------------------------------- execution
@@ -179,6 +194,7 @@ def run_notebook(
     profile: str = "paper",
     figures_dir: str | os.PathLike | None = None,
     kernel: str = KERNEL,
+    extra_params: dict[str, Any] | None = None,
 ) -> NotebookResult:
     """Execute one notebook in place with papermill (see the module docstring).
 
@@ -188,6 +204,7 @@ def run_notebook(
     profile : "paper" or "quick".
     figures_dir : exported to the kernel as ``CORRLIB_FIGURES_DIR`` when given.
     kernel : Jupyter kernel name.
+    extra_params : parameters injected on top of the profile (``--param NAME=VALUE``).
     """
     import papermill
 
@@ -195,7 +212,7 @@ def run_notebook(
     folder, name = path.parent, path.name
     failed = folder / f"{path.stem}.failed.ipynb"
     tmp = folder / f".{path.stem}.running-{os.getpid()}.ipynb"
-    params = injected_parameters(_read_notebook(path), profile)
+    params = injected_parameters(_read_notebook(path), profile, extra_params)
     used = {**default_parameters(path), **params}
     if figures_dir is not None:
         os.environ["CORRLIB_FIGURES_DIR"] = str(Path(figures_dir).resolve())
@@ -231,9 +248,11 @@ def run_notebook(
     return NotebookResult(name, True, runtime, used, started=started)
 
 
-def _run_in_worker(path: str, profile: str, figures_dir: str, kernel: str) -> NotebookResult:
+def _run_in_worker(
+    path: str, profile: str, figures_dir: str, kernel: str, extra: dict | None = None
+) -> NotebookResult:
     try:
-        return run_notebook(path, profile, figures_dir, kernel)
+        return run_notebook(path, profile, figures_dir, kernel, extra)
     except Exception as exc:  # noqa: BLE001 - report, do not crash the pool
         return NotebookResult(Path(path).name, False, 0.0, {}, _first_error_line(exc))
 
@@ -358,6 +377,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--profile", choices=PROFILES, default="paper", help="parameter profile")
     p.add_argument("--jobs", type=int, default=2, help="notebooks run at the same time (2)")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="inject a parameter into the selected notebooks (repeatable; VALUE is a Python "
+        "literal or a string), e.g. --param scheduler=tcp://host:8786",
+    )
     p.add_argument("--list", action="store_true", help="list the notebooks and exit")
     p.add_argument(
         "--notebooks-dir",
@@ -392,6 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     nb_dir = (args.notebooks_dir or _default_notebooks_dir()).resolve()
     try:
+        extra = dict(parse_param(t) for t in args.param)
         notebooks = discover_notebooks(nb_dir)
         selected = select_notebooks(notebooks, args.only)
     except (FileNotFoundError, ValueError) as exc:
@@ -429,7 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tqdm(total=len(selected), unit="nb", file=sys.stderr) as bar,
     ):
         futures = {
-            pool.submit(_run_in_worker, str(p), args.profile, str(fig_dir), args.kernel): p
+            pool.submit(_run_in_worker, str(p), args.profile, str(fig_dir), args.kernel, extra): p
             for p in selected
         }
         for fut in cf.as_completed(futures):

@@ -217,3 +217,13 @@ def test_module_entry_point_exit_status(project):
     )
     assert proc.returncode == 1
     assert "04_boom: ZeroDivisionError" in proc.stderr
+
+
+def test_param_option_injects_values_and_records_them(project, capsys):
+    nbdir, figdir = project
+    assert _run(nbdir, figdir, "--only", "01", "--param", "n=4") == 0
+    out = _stdout_of_last_cell(nbdir / "01_tiny.ipynb").strip()
+    assert out == "n = 4 | profile = paper | cwd = notebooks"
+    assert _manifest(figdir)["01_tiny/squares.png"]["parameters"]["n"] == 4
+    assert _run(nbdir, figdir, "--param", "not an assignment") == 2
+    assert "--param expects NAME=VALUE" in capsys.readouterr().err
