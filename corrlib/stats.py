@@ -113,6 +113,32 @@ class CumulantEstimate:
     def c(self) -> int:
         return self.mean.shape[1]
 
+    def normalized_kappa4(self) -> tuple[np.ndarray, np.ndarray]:
+        """kappa_4/kappa_2^2 of one output neuron, 3 Var(S)/(E S)^2 (T4), and its error.
+
+        Single channel (c = 1) only. The standard error is the joint delta method for the
+        ratio, including the covariance of the sample mean and the sample variance,
+        Cov(mean, V) = kappa_3(S)/N (estimated by ``T``).
+
+        Returns
+        -------
+        value, se : ndarray, shape (L+1,)
+            NaN where E S = 0 (none of the layers for a nonzero input).
+        """
+        if self.T is None:
+            raise ValueError(
+                "normalized_kappa4 needs a single channel (c = 1: one input, no directions)"
+            )
+        m = self.mean[:, 0, 0]
+        V = self.V[:, 0, 0, 0, 0]
+        sm, sV = self.mean_se[:, 0, 0], self.V_se[:, 0, 0, 0, 0]
+        cov = self.T / self.n_samples
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r = 3.0 * V / m**2
+            var = sV**2 / m**4 + 4.0 * V**2 * sm**2 / m**6 - 4.0 * V * cov / m**5
+            se = 3.0 * np.sqrt(np.clip(var, 0.0, None))
+        return r, se
+
     def to_frame(self):
         """Tidy :class:`pandas.DataFrame`: layer, quantity, a, b, c, d, value, se.
 

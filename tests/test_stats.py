@@ -257,3 +257,26 @@ def test_dyadic_merge_is_split_invariant(n_blocks, cuts, seed):
         merged = merged.merge(stats(a, b))
     assert np.array_equal(fold(merged), ref)
     assert len(merged.nodes) <= 2 * max(1, n_blocks).bit_length()
+
+
+def test_normalized_kappa4_matches_relu_exact_and_its_se_covers():
+    """3 Var S/(E S)^2 against (T15) 3((1 + 5/n_1)(1 + 5/n_2) - 1): every seed within z <= 4
+    of the joint delta-method se, and the mean z^2 over 12 seeds is near 1 (0.3 .. 2.5)."""
+    import corrlib
+
+    net = Network((1, 16, 24, 1), "relu", C_W=2.0, C_b=0.0)
+    exact = 3 * ((1 + 5 / 16) * (1 + 5 / 24) - 1)
+    z = []
+    for seed in range(12):
+        est = corrlib.estimate_cumulants(net, np.ones((1, 1)), 4000, rng=seed)
+        r, se = est.normalized_kappa4()
+        assert r.shape == (3,) and r[0] == 0.0
+        z.append((r[-1] - exact) / se[-1])
+    z = np.array(z)
+    assert np.all(np.abs(z) <= 4), z
+    assert 0.3 < np.mean(z**2) < 2.5, z
+    two = corrlib.estimate_cumulants(
+        Network.uniform("relu", 8, 2, n_in=2, C_W=2.0), np.eye(2), 100, rng=0
+    )
+    with pytest.raises(ValueError, match="c = 1"):
+        two.normalized_kappa4()
