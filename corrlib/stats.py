@@ -420,13 +420,6 @@ class MonteCarloTask:
         # validates X and directions (raises ValueError/TypeError naming them)
         make_plan(self.net, self.X, self.directions, self.method)
 
-    def __reduce__(self):
-        # Activations hold local functions (not picklable): send builtin ones by name
-        return (
-            _rebuild_task,
-            (_net_spec(self.net), self.X, self.n_samples, self.directions, self.method),
-        )
-
     def _plan(self):
         return make_plan(self.net, self.X, self.directions, self.method)
 
@@ -524,39 +517,6 @@ class MonteCarloTask:
             task, start, stop, resolve_chunk(chunk_size), resolve_jobs(n_jobs), on_done, consume
         )
         return BlockStats(start, stop, nb, n_samples, c, self.method, shift, nodes)
-
-
-def _net_spec(net: Network):
-    from . import activations
-
-    act = net.activation
-    if act.name in activations._BUILTIN:
-        return ("builtin", net.widths, act.name, dict(act.params), net.C_W, net.C_b)
-    if act.is_scale_invariant:
-        return (
-            "scale_invariant",
-            net.widths,
-            (act.a_plus, act.a_minus, act.name),
-            net.C_W,
-            net.C_b,
-        )
-    return ("network", net)
-
-
-def _rebuild_net(spec) -> Network:
-    from . import activations
-
-    if spec[0] == "builtin":
-        _, widths, name, params, C_W, C_b = spec
-        return Network(widths, activations.get_activation(name, **params), C_W, C_b)
-    if spec[0] == "scale_invariant":
-        _, widths, (ap, am, name), C_W, C_b = spec
-        return Network(widths, activations.scale_invariant(ap, am, name=name), C_W, C_b)
-    return spec[1]
-
-
-def _rebuild_task(spec, X, n_samples, directions, method) -> MonteCarloTask:
-    return MonteCarloTask(_rebuild_net(spec), X, n_samples, directions, method)
 
 
 # ---------------------------------------------------------------------------------------------
