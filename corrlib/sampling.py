@@ -370,13 +370,7 @@ def _collapsed_block(plan, rng, size, visit, want_outputs):
     for ell, n in enumerate(net.hidden_widths, start=1):
         g = rng.standard_normal((size, n, c))
         zeta = np.matmul(g, R.transpose(0, 2, 1))
-        phi = _features(zeta, act, m, d)
-        S = np.matmul(phi.transpose(0, 2, 1), phi)
-        S *= net.C_W / n
-        S = 0.5 * (S + S.transpose(0, 2, 1))
-        if net.C_b:
-            S += net.C_b * mask
-        _check_finite(S[:, np.arange(c), np.arange(c)], net, ell + 1)
+        S = _collective(_features(zeta, act, m, d), net, n, mask, ell)
         if visit is not None:
             visit(ell, S)
         R = _sqrt_psd(S)
@@ -384,6 +378,18 @@ def _collapsed_block(plan, rng, size, visit, want_outputs):
         g = rng.standard_normal((size, net.n_out, c))
         return np.matmul(g, R.transpose(0, 2, 1))
     return None
+
+
+def _collective(phi: np.ndarray, net: Network, n: int, mask: np.ndarray, ell: int) -> np.ndarray:
+    """Sigma^{(ell)} (T2) from the features phi (size, n, c) of one layer's n neurons."""
+    S = np.matmul(phi.transpose(0, 2, 1), phi)
+    S *= net.C_W / n
+    S = 0.5 * (S + S.transpose(0, 2, 1))
+    if net.C_b:
+        S += net.C_b * mask
+    c = S.shape[-1]
+    _check_finite(S[:, np.arange(c), np.arange(c)], net, ell + 1)
+    return S
 
 
 def _naive_block(plan, rng, size, visit, want_outputs):
@@ -408,12 +414,7 @@ def _naive_block(plan, rng, size, visit, want_outputs):
         if ell == len(ws) - 1:
             break
         phi = _features(z, act, m, d)
-        S = np.matmul(phi.transpose(0, 2, 1), phi)
-        S *= net.C_W / n
-        S = 0.5 * (S + S.transpose(0, 2, 1))
-        if net.C_b:
-            S += net.C_b * mask
-        _check_finite(S[:, np.arange(c), np.arange(c)], net, ell + 1)
+        S = _collective(phi, net, n, mask, ell)
         if visit is not None:
             visit(ell, S)
     if want_outputs:
