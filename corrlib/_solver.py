@@ -10,7 +10,9 @@ evaluated at the lattice targets. For a general activation it is obtained from o
 characteristic function (Gauss-Legendre panels against the normal density) raised to the n-th
 power and inverted by direct Fourier summation at the targets. For scale-invariant activations
 the column is exact: a Binomial mixture of chi-squares (one-sided, e.g. ReLU), a chi-square
-(a_+ = a_-), or the Fourier inversion of the closed-form characteristic function (leaky).
+(a_+ = a_-), or, for leaky activations, a Binomial mixture of negative-binomial mixtures of
+Gamma densities (:meth:`_Chain._leaky_mixture`; Fourier inversion of the closed-form
+characteristic function only when that series is too long, i.e. at large widths).
 Columns are cached; each layer is one sparse matrix-vector product. Tails are trimmed on both
 ``p`` and ``p S^3`` so that the third cumulant is not biased by the trimming.
 
@@ -156,6 +158,13 @@ class _Chain:
             D = rhs + 1.0 - np.exp(-D)
         D = np.maximum(D, self.z_band * sd / mu)
         w_lo = mu * np.exp(-D)
+        leaky = None
+        if self.scale_inv and 0.0 != self.am2 != self.ap2 != 0.0:
+            leaky = self._leaky_mixture(n)
+            if leaky is not None:
+                # W >= beta_s Gamma(n/2) stochastically: cover its lower quantile 1e-30
+                lo = leaky[0] * special.gammaincinv(0.5 * n, 1e-30)
+                w_lo = np.minimum(w_lo, max(lo, 1e-300))
         logscale = np.log(self.C_W * s / n)
         i_lo = np.ceil((logscale + np.log(w_lo) - u0) / h).astype(np.int64)
         i_hi = np.floor((logscale + np.log(w_hi) - u0) / h).astype(np.int64)
@@ -175,6 +184,11 @@ class _Chain:
                 k = n / 2.0
                 logf = k * np.log(y / 2.0) - y / 2.0 - special.gammaln(k)
                 out.append((int(i_lo[b]), h * np.exp(logf)))
+        elif leaky is not None:
+            for b in range(s.size):
+                i = np.arange(i_lo[b], i_hi[b] + 1)
+                w = np.exp(u0 + i * h - logscale[b])
+                out.append((int(i_lo[b]), h * self._leaky_density(n, w, leaky)))
         else:
             T = int(np.max(i_hi - i_lo)) + 1
             i = i_lo[:, None] + np.arange(T)[None, :]
@@ -210,6 +224,67 @@ class _Chain:
         half = k[None, :] / 2.0
         logf = half * (ly - _LOG2) - np.exp(ly) / 2.0 - special.gammaln(half)
         return np.exp(special.logsumexp(logf + logp[None, :], axis=1))
+
+    def _leaky_mixture(self, n: int, budget: int = 400_000):
+        """Exact law of W = a_+^2 chi2_B + a_-^2 chi2'_{n-B}, B ~ Bin(n, 1/2) (T14), as a mixture.
+
+        With beta_s < beta_b the two chi-square scales (2 a^2), a Gamma(alpha, beta_b) is the
+        mixture over K ~ NegBin(alpha, p = beta_s/beta_b) of Gamma(alpha + K, beta_s); the shapes
+        of the two groups add up to n/2 for every B, so W / beta_s ~ Gamma(n/2 + K) with K a
+        Binomial mixture of negative binomials (all terms positive: no cancellation). Returns
+        (beta_s, K values, log P(K)) truncated where log P(K) < max - 75, or None when the
+        number of terms exceeds ``budget`` (then the Fourier column is used).
+        """
+        key = ("leaky", int(n))
+        if key in self._node_cache:
+            return self._node_cache[key]
+        bs, bb = 2.0 * min(self.ap2, self.am2), 2.0 * max(self.ap2, self.am2)
+        pr = bs / bb
+        lq = math.log1p(-pr)
+        alpha = 0.5 * n
+        mean = alpha * (1.0 - pr) / pr
+        sd = math.sqrt(alpha * (1.0 - pr)) / pr
+        k_max = int(math.ceil(mean + 12.0 * sd + 80.0 / max(-lq, 1e-300) + 50.0))
+        res = None
+        if k_max * (n + 1) <= 50 * budget and k_max <= budget:
+            B = np.arange(1, n + 1, dtype=float)  # members of the larger-scale group
+            logbin = (
+                special.gammaln(n + 1.0)
+                - special.gammaln(B + 1.0)
+                - special.gammaln(n - B + 1.0)
+                - n * _LOG2
+            )
+            k = np.arange(k_max + 1, dtype=float)
+            a = 0.5 * B[:, None]
+            lnb = (
+                special.gammaln(a + k[None, :])
+                - special.gammaln(a)
+                - special.gammaln(k + 1.0)[None, :]
+                + a * math.log(pr)
+                + k[None, :] * lq
+            )
+            logP = special.logsumexp(logbin[:, None] + lnb, axis=0)
+            logP[0] = np.logaddexp(logP[0], -n * _LOG2)  # B = 0: K = 0
+            keep = np.nonzero(logP > logP.max() - 75.0)[0]
+            sl = slice(keep[0], keep[-1] + 1)
+            res = (bs, k[sl], logP[sl])
+        self._node_cache[key] = res
+        return res
+
+    @staticmethod
+    def _leaky_density(n: int, w: np.ndarray, mix) -> np.ndarray:
+        """Density of log W at w: sum_K P(K) f_Gamma(n/2+K)(w/beta_s) w/beta_s."""
+        bs, k, logP = mix
+        a = 0.5 * n + k
+        lga = logP - special.gammaln(a)
+        ly = np.log(w / bs)
+        y = w / bs
+        out = np.empty(w.size)
+        step = max(1, int(4_000_000 // max(k.size, 1)))
+        for j in range(0, w.size, step):
+            t = lga[None, :] + a[None, :] * ly[j : j + step, None] - y[j : j + step, None]
+            out[j : j + step] = np.exp(special.logsumexp(t, axis=1))
+        return out
 
     def _phi_g(self, s: np.ndarray, theta: np.ndarray, e1: np.ndarray) -> np.ndarray:
         """E exp(i theta (g - E g)) for sources s (B,) at theta (B, K); shape (B, K)."""

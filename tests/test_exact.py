@@ -158,12 +158,27 @@ def test_single_input_matches_closed_form(act, widths, C_W):
     x = np.linspace(-1.0, 1.0, widths[0]) + 0.3
     r = single_input(net, x)
     mean, var, k3 = _cumulants_from_moments(collective_moments(net, x, 3))
-    tol = 1e-9 if net.activation.a_minus in (0.0, net.activation.a_plus) else 1e-7
+    tol = 1e-9
     np.testing.assert_allclose(r.cumulants(1), mean, rtol=tol)
     np.testing.assert_allclose(r.cumulants(2)[1:], var[1:], rtol=tol)
     np.testing.assert_allclose(r.cumulants(3)[1:], k3[1:], rtol=tol)
     assert r.cumulants(2)[0] == 0.0 and r.cumulants(3)[0] == 0.0
     assert r.mean[0] == pytest.approx(float(C_W * x @ x / widths[0]))
+
+
+@pytest.mark.parametrize("n", [2, 4, 8, 16])
+def test_single_input_leaky_small_width_exact_column(n):
+    """Leaky ReLU at small widths: the column is the exact Binomial/negative-binomial mixture
+    of Gamma laws (T14), so the solver agrees with the closed-form moments to 1e-9, silently."""
+    for slope in (0.1, 0.5, 0.9):
+        net = corrlib.Network.uniform(corrlib.leaky_relu(slope), n, 6, C_W=2.0 / (1 + slope**2))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            r = single_input(net, [1.0])
+        mean, var, k3 = _cumulants_from_moments(collective_moments(net, [1.0], 3))
+        np.testing.assert_allclose(r.mean, mean, rtol=1e-9)
+        np.testing.assert_allclose(r.var[1:], var[1:], rtol=1e-9)
+        np.testing.assert_allclose(r.k3[1:], k3[1:], rtol=1e-9)
 
 
 def test_single_input_derivative_channel_matches_closed_form():
