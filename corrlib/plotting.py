@@ -117,6 +117,14 @@ def _notebook_stem(notebook: str) -> str:
     return _check_name(stem, "notebook")
 
 
+class OutputPath(type(Path())):
+    """A written file's path; its repr names only ``<notebook>/<file>``, so that a notebook
+    cell displaying it shows the same text on every machine (no absolute paths in outputs)."""
+
+    def __repr__(self) -> str:
+        return f"OutputPath('{self.parent.name}/{self.name}')"
+
+
 def save_figure(fig: Figure, notebook: str, name: str) -> tuple[Path, Path]:
     """Write ``fig`` to ``figures/<notebook>/<name>.png`` (150 dpi) and ``.pdf``, atomically.
 
@@ -135,7 +143,7 @@ def save_figure(fig: Figure, notebook: str, name: str) -> tuple[Path, Path]:
     stem = _notebook_stem(notebook)
     name = _check_name(name, "name")
     out = figures_dir() / stem
-    png, pdf = out / f"{name}.png", out / f"{name}.pdf"
+    png, pdf = OutputPath(out / f"{name}.png"), OutputPath(out / f"{name}.pdf")
     with atomic_path(png) as tmp:
         fig.savefig(tmp, format="png", dpi=150, metadata=_PNG_METADATA)
     with atomic_path(pdf) as tmp:
@@ -153,7 +161,7 @@ def save_table(df: pd.DataFrame, notebook: str, name: str, **to_csv_kwargs: Any)
     """
     stem = _notebook_stem(notebook)
     name = _check_name(name, "name")
-    path = figures_dir() / stem / f"{name}.csv"
+    path = OutputPath(figures_dir() / stem / f"{name}.csv")
     to_csv_kwargs.setdefault("index", False)
     to_csv_kwargs.setdefault("lineterminator", "\n")
     with atomic_path(path) as tmp:

@@ -131,3 +131,13 @@ def test_errorbar_vs_theory_shares_colour_and_data():
     with pytest.raises(ValueError, match="mc_se"):
         plotting.errorbar_vs_theory(ax, x, [1, 2, 3], [0.1], None)
     plt.close(fig)
+
+
+def test_returned_paths_display_without_machine_specific_parts(figdir):
+    """Notebook cells that end in save_table(...) show the result: it must not contain the
+    absolute path of the machine that ran it (committed outputs would differ per machine)."""
+    import pandas as pd
+
+    path = plotting.save_table(pd.DataFrame({"x": [1]}), "07_demo", "t")
+    assert repr(path) == "OutputPath('07_demo/t.csv')"
+    assert path.exists() and path.is_absolute()
