@@ -28,6 +28,7 @@ import numpy as np
 from scipy import sparse, special
 
 _LOG2 = math.log(2.0)
+H_CAP = 0.1
 
 
 def _gauss_legendre_panels(edges: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
@@ -128,6 +129,7 @@ class _Chain:
         S' = c, if any, is :meth:`atom_prob`).
         """
         s = np.atleast_1d(np.asarray(s, dtype=float))
+        self.last_unresolved = np.zeros(s.size)
         e1, var = self.g_stats(s)
         mu = n * e1
         sd = np.sqrt(n * var)
@@ -361,8 +363,10 @@ class _Chain:
                 ps = self._phi_g_fine(s[b], th, e1[b]) ** n
                 if abs(ps[-1]) * th[-1] * sd[b] < 1e-11 or Kb >= 4 * K:
                     break
-            if abs(ps[-1]) * th[-1] * sd[b] >= 1e-8:
-                self.unresolved = max(self.unresolved, float(abs(ps[-1]) * th[-1] * sd[b]))
+            err = float(abs(ps[-1]) * th[-1] * sd[b])
+            if err >= 1e-8:
+                self.unresolved = max(self.unresolved, err)
+                self.last_unresolved[b] = err
             out[b] = invert(ps, th, dtheta[b], w[b], mu[b])
         return out
 
@@ -378,27 +382,36 @@ class _Propagator:
         self.cache: dict[int, dict[int, tuple[int, np.ndarray]]] = {}
         self.mats: dict[int, tuple[int, int, int, sparse.csc_matrix, np.ndarray]] = {}
         self.shift_invariant = chain.scale_inv and chain.c == 0.0
+        # diagnostics over the sources that carry probability (see :meth:`_diagnose`)
         self.min_width_ratio = np.inf
+        self.max_unresolved = 0.0
+        self.diag: dict[int, dict[int, tuple[float, float]]] = {}
 
     def S_of(self, i: np.ndarray) -> np.ndarray:
         return self.chain.c + np.exp(self.u0 + i * self.h)
 
     def _get_columns(self, n: int, idx: np.ndarray):
         cache = self.cache.setdefault(n, {})
+        diag = self.diag.setdefault(n, {})
         if self.shift_invariant:
             if 0 not in cache:
-                cache[0] = self.chain.columns(n, self.S_of(np.array([0])), self.u0, self.h)[0]
+                s = self.S_of(np.array([0]))
+                cache[0] = self.chain.columns(n, s, self.u0, self.h)[0]
+                wr = float(self.chain.rel_width(s, n)[0] / self.h)
+                diag[0] = (wr, float(self.chain.last_unresolved[0]))
             i0, v = cache[0]
-            return [(i0 + int(j), v) for j in idx]
+            return [(i0 + int(j), v) for j in idx], [diag[0]] * len(idx)
         missing = [int(j) for j in idx if int(j) not in cache]
         for start in range(0, len(missing), 64):
             chunk = np.array(missing[start : start + 64])
             s = self.S_of(chunk)
             wr = self.chain.rel_width(s, n) / self.h
-            self.min_width_ratio = min(self.min_width_ratio, float(wr.min()))
-            for j, col in zip(chunk, self.chain.columns(n, s, self.u0, self.h), strict=True):
+            cols = self.chain.columns(n, s, self.u0, self.h)
+            unres = self.chain.last_unresolved
+            for q, (j, col) in enumerate(zip(chunk, cols, strict=True)):
                 cache[int(j)] = col
-        return [cache[int(j)] for j in idx]
+                diag[int(j)] = (float(wr[q]), float(unres[q]))
+        return [cache[int(j)] for j in idx], [diag[int(j)] for j in idx]
 
     def _matrix(self, n: int, lo: int, hi: int):
         """Sparse matrix with columns for sources lo..hi-1 (grown with a margin)."""
@@ -412,7 +425,8 @@ class _Propagator:
         else:
             lo2, hi2 = lo - width // 4 - 8, hi + width // 4 + 8
         idx = np.arange(lo2, hi2)
-        cols = self._get_columns(n, idx)
+        cols, dg = self._get_columns(n, idx)
+        dg = np.array(dg, dtype=float).reshape(-1, 2)
         pa = self.chain.atom_prob(n)
         deficit = np.array([max(0.0, 1.0 - pa - c[1].sum()) for c in cols])
         r_lo = min(c[0] for c in cols)
@@ -424,9 +438,23 @@ class _Propagator:
         M = sparse.csc_matrix(
             (data, indices.astype(np.int32), indptr), shape=(r_hi - r_lo, hi2 - lo2)
         )
-        m = (lo2, hi2, r_lo, M, indptr, deficit)
+        m = (lo2, hi2, r_lo, M, indptr, deficit, dg[:, 0].copy(), dg[:, 1].copy())
         self.mats[n] = m
         return m
+
+    def _diagnose(self, p, off, ratio, unres, share: float = 1e-10):
+        """Update the diagnostics from the sources whose share of the mass or of E S^3
+        exceeds ``share`` (columns built only as a margin of the matrix do not count)."""
+        S = self.S_of(off + np.arange(p.size))
+        w3 = p * S**3
+        sig = (p > share * p.sum()) | (w3 > share * w3.sum())
+        if np.any(sig):
+            self.min_width_ratio = min(self.min_width_ratio, float(ratio[sig].min()))
+        # an unresolved column's relative density error, weighted by its source's share of
+        # the mass and of E S^3: the error it brings into the next law and its cumulants
+        err = max(float(p @ unres) / p.sum(), float(w3 @ unres) / w3.sum())
+        if err > 1e-8:
+            self.max_unresolved = max(self.max_unresolved, err)
 
     def step(self, n: int, p: np.ndarray, off: int, atom: float):
         """One layer: (p over lattice indices off.., atom) -> (p', off', atom')."""
@@ -435,8 +463,9 @@ class _Propagator:
         pa = chain.atom_prob(n)
         new_atom = 0.0
         if p.size:
-            c_lo, c_hi, r_lo, M, indptr, deficit = self._matrix(n, lo, hi)
+            c_lo, c_hi, r_lo, M, indptr, deficit, ratio, unres = self._matrix(n, lo, hi)
             a, b = lo - c_lo, hi - c_lo
+            self._diagnose(p, off, ratio[a:b], unres[a:b])
             sub = sparse.csc_matrix(
                 (
                     M.data[indptr[a] : indptr[b]],
@@ -458,6 +487,9 @@ class _Propagator:
             else:
                 # the atom S = c is a regular source
                 i0, v = chain.columns(n, np.array([chain.c]), self.u0, self.h)[0]
+                err = atom * float(chain.last_unresolved[0])
+                if err > 1e-8:
+                    self.max_unresolved = max(self.max_unresolved, err)
                 new_atom += atom * max(1.0 - v.sum(), pa)
                 y, new_off = _add_into(y, new_off, atom * v, i0)
         return self._trim(y, new_off) + (new_atom,)
@@ -567,7 +599,7 @@ def propagate(act, C_W, C_b, widths, S0, *, h_factor=1.0, tol=1e-14, keep_laws=F
         probes = np.array([s_probe, c + val])
     width0 = min(base, float(np.min([chain.rel_width(probes, n).min() for n in set(widths)])))
     # cap: densities of log(chi2_k) with small k are analytic only in a strip of width ~pi/2
-    h = h_factor * min(width0, 0.3) / 3.0
+    h = h_factor * min(width0, H_CAP) / 3.0
     prop = _Propagator(chain, u0, h, tol)
     mean = np.empty(L + 1)
     var = np.zeros(L + 1)
@@ -585,10 +617,11 @@ def propagate(act, C_W, C_b, widths, S0, *, h_factor=1.0, tol=1e-14, keep_laws=F
         mean[ell], var[ell], k3[ell], mass[ell] = prop.moments(p, off, atom)
         if keep_laws:
             laws.append((p.copy(), off, atom))
-    if chain.unresolved > 0.0:
+    if prop.max_unresolved > 0.0:
         warnings.warn(
             "single_input: the characteristic function of a transition column did not decay "
-            f"below tolerance (relative density error up to {chain.unresolved:.1e}); widths "
+            f"below tolerance (relative density error, weighted by the law, up to "
+            f"{prop.max_unresolved:.1e}); widths "
             "this small need a finer treatment",
             RuntimeWarning,
             stacklevel=3,

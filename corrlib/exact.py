@@ -430,14 +430,17 @@ def single_input(
     neuron's characteristic function (exact Binomial/chi-square columns for scale-invariant
     activations), cached and applied as one sparse product per layer (docs/theory.md section 11).
     Valid at any L/n; widths may differ per layer; any :class:`Activation` (user-defined ones
-    through ``act.f``). Accuracy: refining (``h_factor`` 2 -> 0.6, ``z_band`` 14, 24 panels)
-    changes E, Var, kappa_3 by < 2e-7 relative for tanh at n = 32, L = 64 and gelu at n = 64,
-    L = 16, and by < 1e-10 for tanh at n >= 256 up to L/n = 2; relu and linear agree with (T14)
-    to < 1e-9. A RuntimeWarning is issued when a column's characteristic function has not
-    decayed (small widths, or activations whose sigma^2 is nearly flat at its infimum, such as
-    gelu at n < ~48: the one-neuron law has a near-atom) or when a column is narrower than the
-    lattice step; cumulants usually remain accurate then (check by refining), pointwise
-    densities may not.
+    through ``act.f``). Accuracy: refining (``h_factor`` 2 -> 1, 24 panels) changes E and Var
+    by < 2e-9 and kappa_3 by < 3e-8 relative for tanh at n = 16 (L <= 32) and by < 3e-9 at
+    n = 32 (L <= 64); by < 1e-10 for tanh at n >= 256 up to L/n = 2. relu, linear and leaky
+    relu (any slope, n >= 1: exact columns) agree with (T14) to < 1e-9. The lattice step is
+    capped at ``h_factor * 0.1 / 3`` whatever the width. A RuntimeWarning is issued when
+    columns whose characteristic function has not decayed carry a law-weighted relative
+    density error above 1e-8 (very small widths, n <= 8, or activations whose sigma^2 is
+    nearly flat at its infimum, such as gelu at n < ~48), or when a column that carries
+    probability is narrower than the lattice step; cumulants usually remain accurate then
+    (check by refining), pointwise densities may not. Only sources holding more than 1e-10
+    of the mass or of E S^3 enter these diagnostics.
 
     Parameters
     ----------
@@ -465,6 +468,18 @@ def single_input(
     SingleInputResult
         ``cumulants(k)`` (k = 1, 2, 3, shape (L+1,)), ``mean``, ``var``, ``output_pdf(z)``,
         ``to_frame()``.
+
+    Notes
+    -----
+    Known limitation: activations whose sigma^2 is nearly flat at its infimum (gelu, swish at
+    criticality) are slow at small widths, n = 32..96 (measured for critical gelu at L = 16:
+    n = 64 in 6-12 s, n = 32 in ~19 s with a warning; longer at larger L). One neuron's law
+    of ``g`` is then almost an atom, its characteristic function does not decay, and each
+    column needs the finer per-source Fourier path; the near-atom is not split off in closed
+    form. Results stay accurate (refinement changes
+    < 2e-7); only the run time suffers. Widths n <= 8 for tanh-like activations are also
+    slow and less accurate (kappa_3 changes ~1e-3 under refinement at n = 8); the
+    scale-invariant class is exact and fast at every width.
     """
     from . import _solver
 

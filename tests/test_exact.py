@@ -210,6 +210,21 @@ def test_single_input_tanh_grid_refinement():
         np.testing.assert_allclose(a.cumulants(k)[1:], b.cumulants(k)[1:], rtol=1e-6)
 
 
+@pytest.mark.parametrize("n, L, k3_tol", [(16, 4, 5e-8), (32, 8, 1e-8)])
+def test_single_input_tanh_small_width_defaults(n, L, k3_tol):
+    """Small widths with default settings: no warning, and a refined run (half the lattice
+    step, twice the panels) agrees to 1e-8 (kappa_3 at n = 16: 5e-8, a floor that neither the
+    lattice, the quadrature nor z_band moves)."""
+    net = corrlib.Network.uniform("tanh", n, L)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a = single_input(net, [1.0])
+    b = _quiet_single_input(net, [1.0], h_factor=1.0, quad_panels=24)
+    np.testing.assert_allclose(a.mean[1:], b.mean[1:], rtol=1e-8)
+    np.testing.assert_allclose(a.var[1:], b.var[1:], rtol=1e-8)
+    np.testing.assert_allclose(a.k3[1:], b.k3[1:], rtol=k3_tol)
+
+
 @pytest.mark.parametrize("L", [8, 32, 64])  # L/n = 0.25, 1, 2
 def test_single_input_tanh_vs_monte_carlo(L):
     n = 32
