@@ -473,7 +473,7 @@ def single_input(
     -----
     Known limitation: activations whose sigma^2 is nearly flat at its infimum (gelu, swish at
     criticality) are slow at small widths, n = 32..96 (measured for critical gelu at L = 16:
-    n = 64 in 6-12 s, n = 32 in ~19 s with a warning; longer at larger L). One neuron's law
+    n = 64 in 4-12 s, n = 32 in ~19 s with a warning; longer at larger L). One neuron's law
     of ``g`` is then almost an atom, its characteristic function does not decay, and each
     column needs the finer per-source Fourier path; the near-atom is not split off in closed
     form. Results stay accurate (refinement changes
