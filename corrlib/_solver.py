@@ -540,6 +540,25 @@ def _add_into(y: np.ndarray, off: int, v: np.ndarray, i0: int):
     return out, lo
 
 
+def _point_mass(S0: float, L: int) -> dict:
+    """The solver's result when S stays at S0 through all L layers (a point mass)."""
+    return dict(
+        mean=np.full(L + 1, S0),
+        var=np.zeros(L + 1),
+        k3=np.zeros(L + 1),
+        mass=np.ones(L + 1),
+        p=np.zeros(0),
+        off=0,
+        atom=1.0,
+        u0=0.0,
+        h=1.0,
+        c=S0,
+        point=S0,
+        min_width_ratio=np.inf,
+        laws=[],
+    )
+
+
 def propagate(act, C_W, C_b, widths, S0, *, h_factor=1.0, tol=1e-14, keep_laws=False, **chain_kw):
     """Run the chain from Sigma^{(0)} = S0 through hidden widths n_1..n_L.
 
@@ -551,21 +570,7 @@ def propagate(act, C_W, C_b, widths, S0, *, h_factor=1.0, tol=1e-14, keep_laws=F
     widths = [int(n) for n in widths]
     L = len(widths)
     if L == 0:
-        return dict(
-            mean=np.array([S0]),
-            var=np.zeros(1),
-            k3=np.zeros(1),
-            mass=np.ones(1),
-            p=np.zeros(0),
-            off=0,
-            atom=1.0,
-            u0=0.0,
-            h=1.0,
-            c=S0,
-            point=S0,
-            min_width_ratio=np.inf,
-            laws=[],
-        )
+        return _point_mass(S0, L)
     n_max = max(widths)
     base = math.sqrt(2.0 / n_max)
     s_probe = max(S0, c, 1e-300)
@@ -579,22 +584,7 @@ def propagate(act, C_W, C_b, widths, S0, *, h_factor=1.0, tol=1e-14, keep_laws=F
         val = C_W * s_probe * e1[0]
         if not val > 0:
             # S stays at c = S0 forever (e.g. zero input, C_b = 0)
-            zeros = np.zeros(L + 1)
-            return dict(
-                mean=np.full(L + 1, S0),
-                var=zeros,
-                k3=zeros.copy(),
-                mass=np.ones(L + 1),
-                p=np.zeros(0),
-                off=0,
-                atom=1.0,
-                u0=0.0,
-                h=1.0,
-                c=S0,
-                point=S0,
-                min_width_ratio=np.inf,
-                laws=[],
-            )
+            return _point_mass(S0, L)
         u0 = math.log(val)
         probes = np.array([s_probe, c + val])
     width0 = min(base, float(np.min([chain.rel_width(probes, n).min() for n in set(widths)])))
