@@ -119,7 +119,7 @@ def run_small() -> list[dict]:
 def main(argv=None) -> None:
     import pandas as pd
 
-    from corrlib._io import atomic_path
+    from corrlib.companion.io import atomic_path
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="only n = 256")

@@ -69,14 +69,14 @@ def _timeit_interleaved(fns: dict, target: float, max_rep: int = 15) -> dict:
 
 def _floor(net, n_samples: int, threads: int, seed: int = 0) -> None:
     """Draw sum(hidden widths) Gaussians per sample, blocked and threaded like the sampler."""
-    from corrlib.sampling import (
+    from corrlib.montecarlo.blocks import (
         block_generator,
-        block_size,
         block_sizes,
         n_blocks_for,
         root_seed_sequence,
         run_tasks,
     )
+    from corrlib.montecarlo.samplers import block_size
 
     B = block_size(net, 1, "collapsed")
     root = root_seed_sequence(seed)
@@ -182,8 +182,8 @@ def main(argv=None) -> int:
     import pandas as pd
 
     from corrlib import sample_collective
-    from corrlib._io import atomic_path
-    from corrlib.network import Network
+    from corrlib.companion.io import atomic_path
+    from corrlib.model.network import Network
 
     peers = {}
     try:

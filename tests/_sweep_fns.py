@@ -38,7 +38,7 @@ def failing(point, rng):
     return {"u": rng.uniform()}
 
 
-# --- a tiny stand-in for corrlib.stats.MonteCarloTask that follows the block contract ------
+# --- a tiny stand-in for corrlib.montecarlo.MonteCarloTask that follows the block contract ------
 
 
 @dataclass
@@ -115,11 +115,11 @@ def fake_direct(point, rng):
     return task.run_blocks(root, 0, task.n_blocks).result()
 
 
-# --- the real Monte Carlo task (corrlib.stats) ---------------------------------------------
+# --- the real Monte Carlo task (corrlib.montecarlo.estimators) -----------------------------
 
 
 def _mc_args(point):
-    from corrlib.network import Network
+    from corrlib.model.network import Network
 
     net = Network.uniform("relu", point["width"], point["depth"])
     X = np.array([[1.0], [-0.5]])
@@ -127,14 +127,14 @@ def _mc_args(point):
 
 
 def mc_task(point, rng):
-    from corrlib.stats import MonteCarloTask
+    from corrlib.montecarlo.estimators import MonteCarloTask
 
     net, X = _mc_args(point)
     return MonteCarloTask(net=net, X=X, n_samples=point["n"])
 
 
 def mc_direct(point, rng):
-    from corrlib.stats import estimate_cumulants
+    from corrlib.montecarlo.estimators import estimate_cumulants
 
     net, X = _mc_args(point)
     return estimate_cumulants(net, X, point["n"], rng=rng)

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# Property-based tests are reproducible: the "ci" profile (the default) derandomizes Hypothesis,
+# so a run draws the same examples every time; HYPOTHESIS_PROFILE=explore searches afresh.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("explore", deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 DATA_DIR = pathlib.Path(__file__).parent / "data"
 

@@ -1,4 +1,4 @@
-"""Activations (corrlib.activations): derivatives, Taylor data, universality classes, lookup."""
+"""Activations (corrlib.model.activations): derivatives, Taylor data, classes, lookup."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from corrlib.activations import (
+from corrlib.model.activations import (
     Activation,
     available_activations,
     get_activation,

@@ -1,4 +1,4 @@
-"""The Gaussian expectation engine (corrlib.gaussian) against closed forms.
+"""Gaussian expectations (corrlib.model.gaussian, corrlib.model.channels) against closed forms.
 
 Accuracy targets (issue): 1e-10 relative for smooth integrands, piecewise polynomials
 (ReLU-type kinks) to rounding when the rule is split at the kinks (d <= 3), singular K.
@@ -14,14 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.special import erf
 
-from corrlib.activations import get_activation
-from corrlib.channels import ChannelLayout
-from corrlib.gaussian import (
-    ChannelExpectation,
-    gaussian_expectation,
-    gaussian_rule,
-    psd_sqrt,
-)
+from corrlib._util import psd_sqrt
+from corrlib.model.activations import get_activation
+from corrlib.model.channels import ChannelExpectation, ChannelLayout
+from corrlib.model.gaussian import gaussian_expectation, gaussian_rule
 
 relu = get_activation("relu").f
 

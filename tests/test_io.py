@@ -1,4 +1,4 @@
-"""Atomic writes (corrlib._io): the target is either untouched or completely replaced."""
+"""Atomic writes (corrlib.companion.io): the target is either untouched or completely replaced."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from corrlib._io import atomic_path, atomic_write_bytes, atomic_write_text
+from corrlib.companion.io import atomic_path, atomic_write_bytes, atomic_write_text
 
 
 def _leftovers(folder):

@@ -1,4 +1,7 @@
-"""Infinite-width kernels (T7), susceptibilities (T8) and critical points (corrlib.kernels)."""
+"""Infinite-width kernels (T7), susceptibilities (T8) and critical points.
+
+Modules: corrlib.theory.kernels, corrlib.model.criticality.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +12,9 @@ import numpy as np
 import pytest
 from scipy import integrate
 
-from corrlib.activations import get_activation
-from corrlib.kernels import chi_parallel, chi_perp, critical_point, infinite_width_kernel
-from corrlib.network import Network
+from corrlib import chi_parallel, chi_perp, critical_point, infinite_width_kernel
+from corrlib.model.activations import get_activation
+from corrlib.model.network import Network
 
 # -- closed-form recursions of the value kernel ---------------------------------------------
 
@@ -364,9 +367,9 @@ def test_infinite_width_kernel_needs_a_network():
 @pytest.mark.parametrize("fn", [chi_parallel, chi_perp])
 def test_chi_bad_inputs(fn):
     for C_W in (0.0, -1.0, float("nan"), float("inf")):
-        with pytest.raises(ValueError, match=r"C_W must be finite and > 0"):
+        with pytest.raises(ValueError, match=r"C_W must be a finite real number > 0"):
             fn("tanh", 1.0, C_W)
-    with pytest.raises(TypeError, match=r"C_W must be a real number"):
+    with pytest.raises(TypeError, match=r"C_W must be a finite real number"):
         fn("tanh", 1.0, "1")
     for K in (-0.1, float("nan"), [1.0, -1.0], float("inf")):
         with pytest.raises(ValueError, match=r"K must be finite and >= 0"):
@@ -383,7 +386,7 @@ def test_critical_point_unknown_activation():
 def test_kernel_map_iterate_and_fixed_point():
     """Vectorized single-input map (T7) agrees with infinite_width_kernel and finds K*."""
     import corrlib
-    from corrlib.kernels import fixed_point, iterate_kernel, kernel_map
+    from corrlib.theory.kernels import fixed_point, iterate_kernel, kernel_map
 
     net = corrlib.Network.uniform("tanh", 1, 12, C_W=1.5, C_b=0.3)
     K_net = corrlib.infinite_width_kernel(net, np.array([[1.2]]))[:, 0, 0]

@@ -1,13 +1,13 @@
-"""The network model (corrlib.network) and the input kernel (corrlib.channels), incl. bad input."""
+"""The network model and the input kernel (corrlib.model.network, .channels), incl. bad input."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from corrlib.activations import get_activation
-from corrlib.channels import ChannelLayout, input_kernel
-from corrlib.network import Network, validate_inputs
+from corrlib.model.activations import get_activation
+from corrlib.model.channels import ChannelLayout, input_kernel
+from corrlib.model.network import Network, validate_inputs
 
 
 def test_network_properties():
@@ -72,20 +72,20 @@ def test_bad_uniform_arguments(kwargs, match):
 
 @pytest.mark.parametrize("C_W", [0.0, -1.0, float("nan"), float("inf")])
 def test_bad_C_W(C_W):
-    with pytest.raises(ValueError, match=r"C_W must be finite and > 0"):
+    with pytest.raises(ValueError, match=r"C_W must be a finite real number > 0"):
         Network((2, 3, 1), "relu", C_W=C_W)
 
 
 @pytest.mark.parametrize("C_b", [-1e-3, float("nan"), float("inf")])
 def test_bad_C_b(C_b):
-    with pytest.raises(ValueError, match=r"C_b must be finite and >= 0"):
+    with pytest.raises(ValueError, match=r"C_b must be a finite real number >= 0"):
         Network((2, 3, 1), "relu", C_b=C_b)
 
 
 @pytest.mark.parametrize("name", ["C_W", "C_b"])
 @pytest.mark.parametrize("bad", ["1.0", None, True])
 def test_non_numeric_variances(name, bad):
-    with pytest.raises(TypeError, match=rf"{name} must be a real number"):
+    with pytest.raises(TypeError, match=rf"{name} must be a finite real number"):
         Network((2, 3, 1), "relu", **{name: bad})
 
 

@@ -1,4 +1,4 @@
-"""corrlib.plotting: figure/table locations, atomic and reproducible output, helpers."""
+"""corrlib.companion.plotting: figure/table locations, atomic and reproducible output, helpers."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from corrlib import plotting  # noqa: E402
+from corrlib.companion import plotting  # noqa: E402
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import pytest
 from scipy import integrate
 
 import corrlib
-from corrlib import asymptotics
-from corrlib.recursion import finite_width
+from corrlib.theory import asymptotics
+from corrlib.theory.recursion import finite_width
 
 ONE = np.ones((1, 1))
 

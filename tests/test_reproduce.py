@@ -16,7 +16,7 @@ import nbformat
 import pytest
 
 from corrlib import __version__
-from corrlib import reproduce as rp
+from corrlib.companion import reproduce as rp
 
 pytest.importorskip("papermill")
 
@@ -46,7 +46,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
-from corrlib.plotting import save_figure, save_table
+from corrlib.companion.plotting import save_figure, save_table
 fig, ax = plt.subplots()
 ax.plot(range(n), [i * i for i in range(n)])
 save_figure(fig, "{stem}", "squares")

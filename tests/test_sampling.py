@@ -1,13 +1,14 @@
-"""Tests of corrlib.sampling: collapsed sampler (T3) vs the full-network reference (T1)."""
+"""corrlib.montecarlo.samplers: collapsed sampler (T3) vs the full-network reference (T1)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from corrlib.network import Network
-from corrlib.sampling import root_seed_sequence, sample_collective, sample_outputs
-from corrlib.stats import estimate_cumulants
+from corrlib.model.network import Network
+from corrlib.montecarlo.blocks import root_seed_sequence
+from corrlib.montecarlo.estimators import estimate_cumulants
+from corrlib.montecarlo.samplers import sample_collective, sample_outputs
 
 Z = 4.0  # z-bound of every Monte Carlo comparison
 
@@ -187,12 +188,11 @@ def test_relu_mean_equals_infinite_width_kernel():
 
     Only diagonal entries: off the diagonal E Sigma_ab - K_ab = Delta_ab != 0 (two inputs).
     """
-    kernels = pytest.importorskip("corrlib.kernels")
-    if not hasattr(kernels, "infinite_width_kernel"):
-        pytest.skip("corrlib.kernels.infinite_width_kernel not available")
+    from corrlib import infinite_width_kernel
+
     net = Network((2, 10, 7, 12, 1), "relu", 2.0, 0.0)
     X = np.array([[1.0, 0.3], [-0.4, 1.2]])
-    K = kernels.infinite_width_kernel(net, X)
+    K = infinite_width_kernel(net, X)
     e = estimate_cumulants(net, X, 40000, rng=7)
     i = np.arange(2)
     z = np.abs(e.mean - K)[1:, i, i] / e.mean_se[1:, i, i]
@@ -204,7 +204,7 @@ def test_run_tasks_consumes_in_order_with_bounded_window():
     import threading
     import time
 
-    from corrlib.sampling import run_tasks
+    from corrlib.montecarlo.blocks import run_tasks
 
     g = np.random.default_rng(0)
     delays = g.uniform(0, 0.004, 40)

@@ -1,4 +1,4 @@
-"""Tests of corrlib.stats: streaming cumulant estimators, their errors and the block contract."""
+"""corrlib.montecarlo.estimators: streaming cumulant estimators, errors, the block contract."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from corrlib.activations import get_activation
-from corrlib.network import Network
-from corrlib.stats import (
+from corrlib.model.activations import get_activation
+from corrlib.model.network import Network
+from corrlib.montecarlo.blocks import root_seed_sequence
+from corrlib.montecarlo.estimators import (
     BlockStats,
     CumulantEstimate,
     MonteCarloTask,
     estimate_cumulants,
-    root_seed_sequence,
 )
 
 Z = 4.0  # z-bound of every Monte Carlo comparison
@@ -235,7 +235,7 @@ def test_overflow_in_power_sums():
 )
 def test_dyadic_merge_is_split_invariant(n_blocks, cuts, seed):
     """Any split into ranges, merged in order, folds to the same bits (non-associative floats)."""
-    from corrlib.stats import _combine
+    from corrlib.montecarlo.estimators import _combine
 
     g = np.random.default_rng(seed)
     leaves = g.standard_normal((n_blocks, 1, 3)) * 10.0 ** g.integers(-8, 9, (n_blocks, 1, 3))

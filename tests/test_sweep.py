@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from corrlib.sweep import (
+from corrlib.companion.sweeps.driver import (
     SweepCacheWarning,
     normalize_grid,
     point_seed_sequence,
@@ -131,16 +131,20 @@ def test_bad_return_type_raises():
         _run(lambda p, rng: {"x": [1.0, 2.0]}, {"width": [1]})
 
 
-def test_corrlib_sweep_is_callable_even_after_importing_the_submodule():
+def test_corrlib_sweep_is_the_function_whatever_was_imported_first():
+    """The sweep module is corrlib.companion.sweeps, so corrlib.sweep is always the function."""
     import importlib
+    import types
 
     import corrlib
 
-    module = importlib.import_module("corrlib.sweep")  # corrlib.sweep may now be the module
+    importlib.import_module("corrlib.companion.sweeps.driver")
+    assert isinstance(corrlib.sweep, types.FunctionType)
     grid = {"width": [1, 2]}
-    expected = _run(fns.noisy, grid)
-    _eq(expected, module(fns.noisy, grid, seed=7, backend="serial", progress=False))
-    _eq(expected, corrlib.sweep(fns.noisy, grid, seed=7, backend="serial", progress=False))
+    _eq(
+        _run(fns.noisy, grid),
+        corrlib.sweep(fns.noisy, grid, seed=7, backend="serial", progress=False),
+    )
 
 
 # ----------------------------------------------------------------------------- seeding
@@ -254,7 +258,7 @@ def test_local_and_dask_frames_are_bit_identical(dask_client):
         )
 
 
-# Real Monte Carlo tasks (corrlib.stats): chunked sweeps equal estimate_cumulants bit for bit.
+# Real Monte Carlo tasks (corrlib.montecarlo): chunked sweeps equal estimate_cumulants bit for bit.
 
 
 def test_monte_carlo_task_chunked_equals_estimate_cumulants(dask_client):
@@ -359,7 +363,7 @@ def test_interrupted_sweep_resumes_missing_points_only(tmp_path, monkeypatch):
     script = textwrap.dedent(
         f"""
         import _sweep_fns
-        from corrlib.sweep import sweep
+        from corrlib.companion.sweeps.driver import sweep
         if __name__ == "__main__":
             sweep(_sweep_fns.slow, {{"i": list(range({n_points}))}}, seed=7, backend="local",
                   max_workers=2, cache={str(cache)!r}, progress=False)

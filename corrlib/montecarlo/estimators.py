@@ -27,7 +27,7 @@ underestimated (docs/theory.md section 11): use the exact or lattice methods the
 Streaming and determinism
 -------------------------
 Nothing of size n_samples is kept. Each block of samples (see
-:func:`corrlib.sampling.block_size`) is reduced to *shifted power sums* per layer: with
+:func:`corrlib.montecarlo.samplers.block_size`) is reduced to *shifted power sums* per layer: with
 ``x = Sigma_unique - r`` (the c(c+1)/2 entries a <= b, r a per-layer reference point),
 ``N, sum x_i, sum x_i x_j, sum x_i^2 x_j, sum x_i^2 x_j^2`` (and ``sum x^5, sum x^6`` for c = 1).
 The reference r is the mean of a small pilot run drawn from its own child seed
@@ -47,26 +47,23 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .network import Network
-from .sampling import (
-    _check_method,
+from ..model.network import Network
+from .blocks import (
     block_generator,
     block_sizes,
-    make_plan,
     n_blocks_for,
     resolve_chunk,
     resolve_jobs,
     root_seed_sequence,
-    run_block,
     run_tasks,
 )
+from .samplers import check_method, make_plan, run_block
 
 __all__ = [
     "estimate_cumulants",
     "CumulantEstimate",
     "MonteCarloTask",
     "BlockStats",
-    "root_seed_sequence",
 ]
 
 PILOT_KEY = 2**32 - 1
@@ -412,7 +409,7 @@ class MonteCarloTask:
             raise TypeError(f"n_samples must be an integer >= 3; got {n!r}")
         if n < 3:
             raise ValueError(f"n_samples must be an integer >= 3; got {n!r}")
-        _check_method(self.method)
+        check_method(self.method)
         object.__setattr__(self, "n_samples", int(n))
         object.__setattr__(self, "X", np.asarray(self.X, dtype=float))
         if self.directions is not None:

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from .._util import check_real
 from .activations import Activation, get_activation
 
 __all__ = ["Network", "validate_inputs"]
-
-
-def _check_positive_float(value, name: str, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number; got {type(value).__name__}")
-    v = float(value)
-    ok = math.isfinite(v) and (v >= 0 if allow_zero else v > 0)
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be finite and {bound}; got {value!r}")
-    return v
 
 
 @dataclass(frozen=True)
@@ -74,8 +63,8 @@ class Network:
             )
         object.__setattr__(self, "widths", tuple(ws))
         object.__setattr__(self, "activation", get_activation(self.activation))
-        object.__setattr__(self, "C_W", _check_positive_float(self.C_W, "C_W"))
-        object.__setattr__(self, "C_b", _check_positive_float(self.C_b, "C_b", allow_zero=True))
+        object.__setattr__(self, "C_W", check_real(self.C_W, "C_W", minimum=0.0, strict_min=True))
+        object.__setattr__(self, "C_b", check_real(self.C_b, "C_b", minimum=0.0))
 
     @property
     def depth(self) -> int:
@@ -147,7 +136,7 @@ class Network:
         ValueError
             When the activation has no critical point.
         """
-        from .kernels import critical_point
+        from .criticality import critical_point
 
         act = get_activation(activation)
         C_b, C_W, _ = critical_point(act)

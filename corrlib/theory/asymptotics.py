@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .activations import K_STAR_ZERO, Activation, get_activation
+from ..model.activations import K_STAR_ZERO, Activation, get_activation
+from ..model.criticality import critical_point
+from .recursion import single_input_coefficients
 
 __all__ = ["a1", "moment_ratio", "leading_order"]
 
@@ -105,9 +107,6 @@ def leading_order(
     else:
         # K* != 0 (gelu, swish): started at its critical K*, the kernel stays there and, with
         # chi_par = 1, (T12) gives V^{(l)} = (l - 1) v(K*)/n, v = C_W^2 (<sigma^4> - <sigma^2>^2).
-        from .kernels import critical_point
-        from .recursion import single_input_coefficients
-
         try:
             C_b, C_W, K_star = critical_point(act)
         except ValueError as exc:

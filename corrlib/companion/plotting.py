@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._io import atomic_path
+from .io import atomic_path
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd

@@ -22,11 +22,12 @@ from collections.abc import Callable
 from functools import lru_cache
 
 import numpy as np
-from scipy.special import roots_legendre
 
-__all__ = ["gaussian_expectation", "QuadratureRule", "gaussian_rule", "psd_sqrt"]
+from .._util import gauss_legendre, psd_sqrt
 
-_MAX_DIM = 4
+__all__ = ["MAX_DIM", "QuadratureRule", "gaussian_expectation", "gaussian_rule"]
+
+MAX_DIM = 4
 # default node counts: radial, theta per panel, and the omega sphere
 DEFAULT_ORDER = {"n_radial": 40, "n_theta": 28, "n_phi": 56, "n_beta": 28}
 # radial nodes when the rank of K is <= 2 (cheap there): smooth activations of arguments
@@ -47,7 +48,7 @@ def _radial_rule(k: int, n: int) -> tuple[np.ndarray, np.ndarray]:
     # composite Gauss-Legendre on panels of length <= 1 (a single high-order rule loses
     # digits in its weights); extended precision for the recurrence
     n_pan = int(math.ceil(R))
-    x, w = leggauss(48)
+    x, w = gauss_legendre(48)
     edges = np.linspace(0.0, R, n_pan + 1)
     ld = np.longdouble
     h = ld(edges[1] - edges[0])
@@ -90,45 +91,9 @@ def _radial_rule(k: int, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @lru_cache(maxsize=16)
-def leggauss(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss-Legendre nodes and weights on [-1, 1] (O(n) Newton iterations, cached)."""
-    x, w = roots_legendre(n)
-    return x, w
-
-
-@lru_cache(maxsize=16)
 def _leggauss01(n: int) -> tuple[np.ndarray, np.ndarray]:
-    x, w = leggauss(n)
+    x, w = gauss_legendre(n)
     return 0.5 * (x + 1.0), 0.5 * w
-
-
-def psd_sqrt(K: np.ndarray, rtol: float = 1e-12, name: str = "K") -> np.ndarray:
-    """A (d, r) with A A^T = K, r = numerical rank of the PSD matrix K (eigenvalue based).
-
-    Raises
-    ------
-    ValueError
-        If K is not square, not finite, not symmetric, or has an eigenvalue below
-        ``-1e-9 * max|eig|`` (not positive semi-definite).
-    """
-    K = np.asarray(K, dtype=float)
-    if K.ndim != 2 or K.shape[0] != K.shape[1]:
-        raise ValueError(f"{name} must be a square (d, d) matrix; got shape {K.shape}")
-    if not np.all(np.isfinite(K)):
-        raise ValueError(f"{name} must be finite")
-    scale = float(np.max(np.abs(K))) if K.size else 0.0
-    if scale == 0.0:
-        return np.zeros((K.shape[0], 0))
-    if not np.allclose(K, K.T, rtol=1e-10, atol=1e-12 * scale):
-        raise ValueError(f"{name} must be symmetric")
-    lam, Q = np.linalg.eigh(0.5 * (K + K.T))
-    if lam[0] < -1e-9 * lam[-1]:
-        raise ValueError(
-            f"{name} must be positive semi-definite; smallest eigenvalue {lam[0]:.3g} "
-            f"(largest {lam[-1]:.3g})"
-        )
-    keep = lam > rtol * lam[-1]
-    return Q[:, keep] * np.sqrt(lam[keep])
 
 
 class QuadratureRule:
@@ -206,7 +171,7 @@ def _sphere_rule(
             wom = np.full(n_phi, 2.0 * np.pi / n_phi)
         om = np.column_stack([np.cos(phi), np.sin(phi)])
     elif r == 4:
-        tb, wb = leggauss(n_beta)  # t = cos(beta)
+        tb, wb = gauss_legendre(n_beta)  # t = cos(beta)
         phi = 2.0 * np.pi * (np.arange(n_phi) + 0.5) / n_phi
         st = np.sqrt(1.0 - tb**2)
         om = np.column_stack(
@@ -218,7 +183,7 @@ def _sphere_rule(
         )
         wom = np.repeat(wb, n_phi) * (2.0 * np.pi / n_phi)
     else:  # pragma: no cover - guarded by the caller
-        raise ValueError(f"dimension {r} > {_MAX_DIM} is not supported")
+        raise ValueError(f"dimension {r} > {MAX_DIM} is not supported")
     n_om = len(wom)
     # kink crossings theta*(omega) in (0, pi)
     # Besides the kink crossings, theta is always cut at pi/2: a single Gauss-Legendre
@@ -271,8 +236,8 @@ def gaussian_rule(
     K = np.asarray(K, dtype=float)
     A = psd_sqrt(K)
     d, r = A.shape
-    if d > _MAX_DIM:
-        raise ValueError(f"K must be at most {_MAX_DIM}x{_MAX_DIM}; got {d}x{d}")
+    if d > MAX_DIM:
+        raise ValueError(f"K must be at most {MAX_DIM}x{MAX_DIM}; got {d}x{d}")
     o = dict(DEFAULT_ORDER)
     if r <= 2:
         o["n_radial"] = N_RADIAL_LOW_RANK
@@ -376,161 +341,3 @@ def gaussian_expectation(
     rule = gaussian_rule(K, kinks, **order)
     out = rule.expect(F)
     return float(out) if np.ndim(out) == 0 else out
-
-
-# ---------------------------------------------------------------------------
-# Expectations of channel features (docs/theory.md sections 2-4)
-# ---------------------------------------------------------------------------
-
-
-def _partial_pairings(mu: list[np.ndarray], gamma: np.ndarray) -> np.ndarray:
-    """E[prod_j (mu_j + eta_j)] for eta ~ N(0, gamma), mu_j arrays of equal shape.
-
-    Expansion over partial pairings (Isserlis with a mean), by the recursion
-    E[prod_S] = mu_s E[prod_{S-s}] + sum_{k in S-s} gamma_{sk} E[prod_{S-s-k}].
-    """
-    q = len(mu)
-    memo: dict[int, np.ndarray | float] = {0: 1.0}
-
-    def rec(mask: int):
-        if mask in memo:
-            return memo[mask]
-        s = (mask & -mask).bit_length() - 1
-        rest = mask & ~(1 << s)
-        val = mu[s] * rec(rest)
-        k_mask = rest
-        while k_mask:
-            k = (k_mask & -k_mask).bit_length() - 1
-            k_mask &= k_mask - 1
-            if gamma[s, k] != 0.0:
-                val = val + gamma[s, k] * rec(rest & ~(1 << k))
-        memo[mask] = val
-        return val
-
-    return rec((1 << q) - 1)
-
-
-class ChannelExpectation:
-    """Expectations <prod_a phi_a(zeta) prod_i (l_i . zeta)>_K over channel vectors.
-
-    phi_a = sigma(zeta_a) for a value channel and sigma'(zeta_val(a)) zeta_a for a
-    derivative channel (T2). Derivative coordinates enter polynomially given the
-    value coordinates and are integrated out exactly (conditional Gaussian moments),
-    so the quadrature runs only over the value coordinates of the distinct inputs a
-    term involves (at most 4), split at the axes (docs/theory.md section 10).
-
-    Parameters
-    ----------
-    activation : Activation
-    K : ndarray, shape (c, c)
-        Covariance of the channel vector zeta.
-    layout : ChannelLayout
-    **order
-        Quadrature node counts passed to :func:`gaussian_rule`.
-    """
-
-    def __init__(self, activation, K: np.ndarray, layout, **order):
-        self.act = activation
-        self.K = np.asarray(K, dtype=float)
-        self.layout = layout
-        self.order = order
-        self._inp = layout.input
-        self._isval = layout.is_value
-        self._cache: dict[tuple[int, ...], tuple] = {}
-
-    def _setup(self, inputs: tuple[int, ...]):
-        """Rule over the value coordinates of ``inputs`` and the conditional law of the rest."""
-        if inputs in self._cache:
-            return self._cache[inputs]
-        if len(inputs) > _MAX_DIM:
-            raise ValueError(
-                f"a term involves {len(inputs)} distinct inputs; at most {_MAX_DIM} are supported"
-            )
-        zc = list(inputs)  # value channel index of input alpha is alpha
-        dc = [a for a in range(self.layout.c) if not self._isval[a] and self._inp[a] in inputs]
-        Kzz = self.K[np.ix_(zc, zc)]
-        rule = gaussian_rule(Kzz, "axes", **self.order)
-        Z = rule.points
-        if dc:
-            Kdz = self.K[np.ix_(dc, zc)]
-            Kdd = self.K[np.ix_(dc, dc)]
-            B = Kdz @ np.linalg.pinv(Kzz, rcond=1e-12, hermitian=True)
-            C = Kdd - B @ Kdz.T
-            C = 0.5 * (C + C.T)
-        else:
-            B = np.zeros((0, len(zc)))
-            C = np.zeros((0, 0))
-        sig = self.act.f(Z)
-        dsig = self.act.df(Z)
-        out = (rule, zc, dc, B, C, sig, dsig)
-        self._cache[inputs] = out
-        return out
-
-    def expect(self, channels, linear=None) -> float:
-        """<prod_{a in channels} phi_a prod_i (linear[i] . zeta)>_K.
-
-        Parameters
-        ----------
-        channels : sequence of int
-            Channel indices a (repeats allowed).
-        linear : array_like, shape (q, c), optional
-            Coefficient rows of linear forms in zeta (Hermite identities, (T10)-(T11)).
-        """
-        return float(self.expect_many([(tuple(channels), linear)])[0])
-
-    def expect_many(self, terms) -> np.ndarray:
-        """Vector of :meth:`expect` values for ``terms`` = [(channels, linear or None), ...].
-
-        Terms are grouped by the set of inputs they involve, so one quadrature rule
-        serves many entries.
-        """
-        c = self.layout.c
-        groups: dict[tuple[int, ...], list[int]] = {}
-        prepared = []
-        for t, (chans, lin) in enumerate(terms):
-            chans = tuple(int(a) for a in chans)
-            L = np.zeros((0, c)) if lin is None else np.atleast_2d(np.asarray(lin, dtype=float))
-            if L.shape[1:] != (c,):
-                raise ValueError(f"linear forms must have shape (q, c={c}); got {L.shape}")
-            used = set(self._inp[list(chans)].tolist()) if chans else set()
-            nz = np.flatnonzero(np.any(L != 0.0, axis=0))
-            used |= set(self._inp[nz].tolist())
-            key = tuple(sorted(used))
-            groups.setdefault(key, []).append(t)
-            prepared.append((chans, L))
-        out = np.empty(len(terms))
-        for key, idx in groups.items():
-            if not key:  # constant term: no channel and no linear form
-                for t in idx:
-                    out[t] = 1.0
-                continue
-            rule, zc, dc, B, C, sig, dsig = self._setup(key)
-            zpos = {a: i for i, a in enumerate(zc)}
-            dpos = {a: i for i, a in enumerate(dc)}
-            Z = rule.points
-            vals = np.empty((len(rule), len(idx)))
-            for col, t in enumerate(idx):
-                chans, L = prepared[t]
-                f = np.ones(len(rule))
-                lin_a, lin_b = [], []  # Z-part and D-part of each linear factor
-                for a in chans:
-                    if self._isval[a]:
-                        f = f * sig[:, zpos[int(a)]]
-                    else:
-                        f = f * dsig[:, zpos[int(self._inp[a])]]
-                        e = np.zeros(len(dc))
-                        e[dpos[a]] = 1.0
-                        lin_a.append(np.zeros(len(zc)))
-                        lin_b.append(e)
-                for row in L:
-                    lin_a.append(row[zc])
-                    lin_b.append(row[dc] if dc else np.zeros(0))
-                if lin_a:
-                    Amat = np.array(lin_a) + np.array(lin_b) @ B  # means are Amat @ z
-                    Bmat = np.array(lin_b)
-                    gamma = Bmat @ C @ Bmat.T if len(dc) else np.zeros((len(lin_a),) * 2)
-                    mu = list((Z @ Amat.T).T)
-                    f = f * _partial_pairings(mu, gamma)
-                vals[:, col] = f
-            out[idx] = rule.weights @ vals
-        return out

@@ -18,24 +18,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .activations import Activation
-from .channels import ChannelLayout, input_kernel
-from .gaussian import ChannelExpectation, gaussian_rule
+from .._util import pinv_psd
+from ..model.activations import Activation
+from ..model.channels import ChannelExpectation, ChannelLayout, input_kernel
+from ..model.gaussian import gaussian_rule
+from ..model.network import Network
 from .kernels import infinite_width_kernel
-from .network import Network
 
 __all__ = ["finite_width", "FiniteWidthResult", "single_input_coefficients"]
-
-
-def _pinv_psd(K: np.ndarray) -> np.ndarray:
-    """Pseudo-inverse of a PSD matrix (exact inverse when K is regular).
-
-    On a singular K the fluctuations of Sigma lie in K's range (degenerate channels stay
-    degenerate), where the Hermite identity with the pseudo-inverse is exact.
-    """
-    lam, Q = np.linalg.eigh(0.5 * (K + K.T))
-    keep = lam > 1e-12 * max(lam[-1], 0.0)
-    return (Q[:, keep] / lam[keep]) @ Q[:, keep].T
 
 
 def _support(layout: ChannelLayout, a: int, b: int) -> list[int]:
@@ -59,7 +49,7 @@ def _derivative_tensors(E: ChannelExpectation, K: np.ndarray, layout: ChannelLay
         for b in range(a, c):
             S = _support(layout, a, b)
             k = len(S)
-            P = _pinv_psd(K[np.ix_(S, S)])
+            P = pinv_psd(K[np.ix_(S, S)])
             rows = np.zeros((k, c))  # y_i = rows[i] . zeta
             rows[:, S] = P
             # moments M_J = <F prod_{i in J} y_i> for sorted index tuples J of length 0, 2, 4

@@ -31,7 +31,6 @@ import pickle
 import struct
 import sys
 import time
-import types
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
@@ -41,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._io import atomic_write_bytes
+from ..io import atomic_write_bytes
 
 __all__ = ["SweepCacheWarning", "sweep", "point_seed_sequence", "normalize_grid"]
 
@@ -248,7 +247,7 @@ def fn_identity(fn: Callable, fn_version: str | None = None) -> str:
 
 
 def _cache_key(point: Mapping[str, Any], fn_id: str, seed: int) -> str:
-    from . import __version__
+    from ... import __version__
 
     material = json.dumps(
         {
@@ -277,7 +276,7 @@ def _root_seed_sequence(rng: np.random.Generator) -> np.random.SeedSequence:
     Same rule as ``corrlib.stats.root_seed_sequence`` so that returning
     ``MonteCarloTask(...)`` gives exactly the numbers of ``estimate_cumulants(..., rng=rng)``.
     """
-    from .stats import root_seed_sequence
+    from ...montecarlo.blocks import root_seed_sequence
 
     return root_seed_sequence(rng)
 
@@ -654,7 +653,7 @@ def sweep(
     Exception
         Whatever fn raises, with a note naming the point. Points finished before are cached.
     """
-    from . import __version__
+    from ... import __version__
 
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0; got {seed!r}")
@@ -743,7 +742,7 @@ def sweep(
 
 
 def _finish_point(entries, points, keys, cache_dir, fn_id, seed, bar, i, entry) -> None:
-    from . import __version__
+    from ... import __version__
 
     entries[i] = entry
     if cache_dir is not None:
@@ -837,18 +836,3 @@ def _column_dtype(values: list[Any]) -> Any:
     if types == {str}:
         return str
     return object
-
-
-class _CallableModule(types.ModuleType):
-    """This module, callable as :func:`sweep`.
-
-    ``corrlib.sweep`` names both this submodule and the function. Once the submodule has been
-    imported (``from corrlib.sweep import ...``), the attribute ``corrlib.sweep`` is the module;
-    making the module callable keeps ``corrlib.sweep(fn, grid, seed=...)`` working either way.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> pd.DataFrame:
-        return sweep(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

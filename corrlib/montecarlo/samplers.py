@@ -25,16 +25,6 @@ Two samplers produce the same law:
     direction channels, then evaluates (T2) on the sampled pre-activations.
     Cost O(n^2 c) per layer and sample.
 
-Determinism and parallelism
----------------------------
-Samples are produced in *blocks* whose size B depends only on the network, the number of
-channels c and the method (see :func:`block_size`), never on ``chunk_size`` or ``n_jobs``.
-Block i draws from its own generator
-``default_rng(SeedSequence(entropy=root.entropy, spawn_key=root.spawn_key + (i,)))``, where
-``root = root_seed_sequence(rng)``. Blocks are independent, so they run on a thread pool
-(numpy releases the GIL in its random and array kernels) and the result is bit-identical for
-any ``chunk_size`` (blocks per task) and any ``n_jobs``.
-
 Numerical safety
 ----------------
 In an exploding phase (e.g. ReLU with C_W > 2) Sigma grows geometrically with depth and
@@ -45,24 +35,34 @@ overflows float64. Every layer is checked: a non-finite value or a value above 1
 from __future__ import annotations
 
 import math
-import numbers
-import os
-from collections import deque
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from .channels import ChannelLayout, input_kernel
-from .network import Network, validate_inputs
+from .._util import sqrt_psd_stack
+from ..model.channels import ChannelLayout, input_kernel
+from ..model.network import Network, validate_inputs
+from .blocks import (
+    block_generator,
+    block_sizes,
+    check_n_samples,
+    n_blocks_for,
+    resolve_chunk,
+    resolve_jobs,
+    root_seed_sequence,
+    run_tasks,
+)
 
 __all__ = [
+    "METHODS",
+    "SamplingPlan",
+    "block_size",
+    "check_method",
+    "make_plan",
+    "run_block",
     "sample_collective",
     "sample_outputs",
-    "root_seed_sequence",
-    "block_size",
-    "METHODS",
 ]
 
 METHODS = ("collapsed", "naive")
@@ -74,46 +74,6 @@ OVERFLOW_LIMIT = 1e300
 _COLLAPSED_BUFFER = 2**17
 _NAIVE_BUFFER = 2**20
 _MAX_BLOCK = 4096
-
-
-# ---------------------------------------------------------------------------------------------
-# seeds, blocks and threads
-
-
-def root_seed_sequence(rng=None) -> np.random.SeedSequence:
-    """Normalize ``rng`` to the root :class:`numpy.random.SeedSequence` of a Monte Carlo run.
-
-    Parameters
-    ----------
-    rng : None, int, numpy.random.Generator or numpy.random.SeedSequence
-        ``None``: fresh OS entropy. ``int`` (>= 0): ``SeedSequence(rng)``. ``Generator``:
-        ``SeedSequence(rng.integers(2**63, size=4))`` (advances that generator
-        deterministically). A ``SeedSequence`` is returned unchanged.
-
-    Returns
-    -------
-    numpy.random.SeedSequence
-    """
-    if rng is None:
-        return np.random.SeedSequence()
-    if isinstance(rng, np.random.SeedSequence):
-        return rng
-    if isinstance(rng, np.random.Generator):
-        return np.random.SeedSequence(rng.integers(2**63, size=4))
-    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
-        if int(rng) < 0:
-            raise ValueError(f"rng must be a non-negative integer seed; got {rng!r}")
-        return np.random.SeedSequence(int(rng))
-    raise TypeError(
-        "rng must be None, a non-negative int seed, a numpy.random.Generator or a "
-        f"numpy.random.SeedSequence; got {type(rng).__name__}"
-    )
-
-
-def block_generator(root: np.random.SeedSequence, i: int) -> np.random.Generator:
-    """The generator of block ``i``: spawn key ``root.spawn_key + (i,)``."""
-    seq = np.random.SeedSequence(entropy=root.entropy, spawn_key=tuple(root.spawn_key) + (int(i),))
-    return np.random.default_rng(seq)
 
 
 def _pow2_floor(x: float) -> int:
@@ -128,7 +88,7 @@ def block_size(net: Network, c: int, method: str = "collapsed") -> int:
     buffer, at most 4096.
     Naive: about 2**20 entries in the (B, n_l, n_(l-1)) weight stack, at most 4096.
     """
-    method = _check_method(method)
+    method = check_method(method)
     if method == "collapsed":
         n_max = max((*net.hidden_widths, net.n_out))
         return min(_MAX_BLOCK, _pow2_floor(_COLLAPSED_BUFFER / (n_max * c)))
@@ -137,94 +97,14 @@ def block_size(net: Network, c: int, method: str = "collapsed") -> int:
     return min(_MAX_BLOCK, _pow2_floor(_NAIVE_BUFFER / w_max))
 
 
-def n_blocks_for(n_samples: int, B: int) -> int:
-    return -(-n_samples // B)
-
-
-def block_sizes(n_samples: int, B: int, start: int, stop: int) -> list[int]:
-    """Number of samples in blocks start..stop-1 (the last block may be short)."""
-    return [min(B, n_samples - i * B) for i in range(start, stop)]
-
-
-def resolve_jobs(n_jobs: int | None) -> int:
-    if n_jobs is None:
-        return max(1, min(os.cpu_count() or 1, 2))
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or n_jobs < 1:
-        raise ValueError(f"n_jobs must be None or an integer >= 1; got {n_jobs!r}")
-    return int(n_jobs)
-
-
-def resolve_chunk(chunk_size: int | None) -> int:
-    if chunk_size is None:
-        return 1
-    if (
-        isinstance(chunk_size, bool)
-        or not isinstance(chunk_size, numbers.Integral)
-        or chunk_size < 1
-    ):
-        raise ValueError(f"chunk_size must be None or an integer >= 1; got {chunk_size!r}")
-    return int(chunk_size)
-
-
-def run_tasks(
-    fn: Callable[[int, int], object],
-    start: int,
-    stop: int,
-    chunk_size: int,
-    n_jobs: int,
-    on_done: Callable[[int], None] | None = None,
-    consume: Callable[[object], None] | None = None,
-) -> None:
-    """Run ``fn(a, b)`` over consecutive block ranges of length ``chunk_size``.
-
-    Results are passed to ``consume`` strictly in range order, as soon as they are ready; at
-    most ``4 * n_jobs`` tasks are in flight, so memory stays bounded for any number of blocks.
-    ``on_done(number_of_blocks)`` is called after each consumed task (progress bars).
-    """
-    ranges = [(a, min(a + chunk_size, stop)) for a in range(start, stop, chunk_size)]
-
-    def finish(a: int, b: int, result: object) -> None:
-        if consume is not None:
-            consume(result)
-        if on_done is not None:
-            on_done(b - a)
-
-    if n_jobs <= 1 or len(ranges) <= 1:
-        for a, b in ranges:
-            finish(a, b, fn(a, b))
-        return
-    window = 4 * n_jobs
-    with ThreadPoolExecutor(max_workers=min(n_jobs, len(ranges))) as pool:
-        pending: deque = deque()
-        todo = iter(ranges)
-        for a, b in todo:
-            pending.append((a, b, pool.submit(fn, a, b)))
-            if len(pending) >= window:
-                break
-        while pending:
-            a, b, fut = pending.popleft()
-            finish(a, b, fut.result())
-            nxt = next(todo, None)
-            if nxt is not None:
-                pending.append((*nxt, pool.submit(fn, *nxt)))
-
-
 # ---------------------------------------------------------------------------------------------
 # validation
 
 
-def _check_method(method: str) -> str:
+def check_method(method: str) -> str:
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}; got {method!r}")
     return method
-
-
-def _check_n_samples(n_samples) -> int:
-    if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral):
-        raise TypeError(f"n_samples must be an integer >= 1; got {n_samples!r}")
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be an integer >= 1; got {n_samples!r}")
-    return int(n_samples)
 
 
 def _overflow(net: Network, layer: int) -> OverflowError:
@@ -265,7 +145,7 @@ class SamplingPlan:
 
 
 def make_plan(net: Network, X, directions=None, method: str = "collapsed") -> SamplingPlan:
-    method = _check_method(method)
+    method = check_method(method)
     X, U = validate_inputs(net, X, directions)
     K0, layout = input_kernel(net, X, U)
     cols = [X] + (
@@ -288,13 +168,6 @@ def _features(z: np.ndarray, act, m: int, d: int) -> np.ndarray:
     shp = z.shape[:-1] + (d, m)
     phi[..., m:] = (z[..., m:].reshape(shp) * dfz[..., None, :]).reshape(z.shape[:-1] + (d * m,))
     return phi
-
-
-def _sqrt_psd(S: np.ndarray) -> np.ndarray:
-    """R with R R^T = S for symmetric PSD stacks (..., c, c), via eigh (S may be singular)."""
-    w, Q = np.linalg.eigh(S)
-    np.maximum(w, 0.0, out=w)
-    return Q * np.sqrt(w)[..., None, :]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,7 +237,7 @@ def _collapsed_block(plan, rng, size, visit, want_outputs):
     c, m, d = lay.c, lay.m, lay.d
     mask = lay.bias_mask()
     S = np.broadcast_to(plan.K0, (size, c, c))
-    R = np.broadcast_to(_sqrt_psd(plan.K0), (size, c, c))
+    R = np.broadcast_to(sqrt_psd_stack(plan.K0), (size, c, c))
     if visit is not None:
         visit(0, S)
     for ell, n in enumerate(net.hidden_widths, start=1):
@@ -373,7 +246,7 @@ def _collapsed_block(plan, rng, size, visit, want_outputs):
         S = _collective(_features(zeta, act, m, d), net, n, mask, ell)
         if visit is not None:
             visit(ell, S)
-        R = _sqrt_psd(S)
+        R = sqrt_psd_stack(S)
     if want_outputs:
         g = rng.standard_normal((size, net.n_out, c))
         return np.matmul(g, R.transpose(0, 2, 1))
@@ -499,7 +372,7 @@ def sample_collective(
     OverflowError
         When Sigma exceeds 1e300 or is not finite (exploding phase at large depth).
     """
-    n_samples = _check_n_samples(n_samples)
+    n_samples = check_n_samples(n_samples)
     plan = make_plan(net, X, directions, method)
     sel = _check_layers(layers, net.depth)
     c, B = plan.c, plan.block
@@ -550,7 +423,7 @@ def sample_outputs(
     ndarray, shape (n_samples, n_{L+1}, c)
         Channel order of :class:`corrlib.ChannelLayout` (values, then derivatives).
     """
-    n_samples = _check_n_samples(n_samples)
+    n_samples = check_n_samples(n_samples)
     plan = make_plan(net, X, directions, method)
     c, B = plan.c, plan.block
     out = np.empty((n_samples, net.n_out, c))

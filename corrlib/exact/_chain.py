@@ -16,7 +16,7 @@ characteristic function only when that series is too long, i.e. at large widths)
 Columns are cached; each layer is one sparse matrix-vector product. Tails are trimmed on both
 ``p`` and ``p S^3`` so that the third cumulant is not biased by the trimming.
 
-Internal module: the public entry point is :func:`corrlib.exact.single_input`.
+Internal module: the public entry point is :func:`corrlib.exact.single_input` (lattice.py).
 """
 
 from __future__ import annotations
