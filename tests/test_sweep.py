@@ -17,12 +17,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from corrlib.companion.sweeps.driver import (
+from corrlib.companion.sweeps import (
+    RESERVED_COLUMNS,
     SweepCacheWarning,
     normalize_grid,
     point_seed_sequence,
     sweep,
 )
+from corrlib.companion.sweeps.cache import cache_key
 
 TESTS_DIR = str(Path(__file__).resolve().parent)
 
@@ -35,7 +37,7 @@ def _eq(a: pd.DataFrame, b: pd.DataFrame) -> None:
 
 
 def _run(fn, grid, **kw):
-    kw.setdefault("seed", 7)
+    kw.setdefault("rng", 7)
     kw.setdefault("backend", "serial")
     kw.setdefault("progress", False)
     return sweep(fn, grid, **kw)
@@ -110,9 +112,14 @@ def test_grid_values_are_normalized():
 @pytest.mark.parametrize(
     ("kw", "exc", "match"),
     [
-        ({"seed": -1}, ValueError, "seed must be an integer >= 0"),
-        ({"seed": 1.5}, ValueError, "seed must be an integer >= 0"),
+        ({"rng": -1}, ValueError, "rng must be an int >= 0"),
+        ({"rng": 1.5}, TypeError, "rng must be an int >= 0 or a numpy.random.SeedSequence"),
+        ({"rng": None}, TypeError, "needs rng="),
+        ({"rng": np.random.default_rng(7)}, TypeError, "Generator's state cannot identify"),
         ({"backend": "mpi"}, ValueError, "backend must be one of"),
+        ({"backend": "locale"}, ValueError, "did you mean 'local'"),
+        ({"chunk_blocks": 1.5}, TypeError, "chunk_blocks must be an integer >= 1"),
+        ({"cahce": "x"}, TypeError, "unexpected keyword argument 'cahce' \\(did you mean 'cache'"),
         ({"backend": "local", "client": object()}, ValueError, "only used with backend='dask'"),
         ({"chunk_blocks": 0}, ValueError, "chunk_blocks must be an integer >= 1"),
         ({"backend": "local", "max_workers": 0}, ValueError, "max_workers must be an integer >= 1"),
@@ -143,7 +150,7 @@ def test_corrlib_sweep_is_the_function_whatever_was_imported_first():
     grid = {"width": [1, 2]}
     _eq(
         _run(fns.noisy, grid),
-        corrlib.sweep(fns.noisy, grid, seed=7, backend="serial", progress=False),
+        corrlib.sweep(fns.noisy, grid, rng=7, backend="serial", progress=False),
     )
 
 
@@ -158,7 +165,7 @@ def test_point_numbers_depend_only_on_seed_and_point():
     assert len(merged) == len(base)
     np.testing.assert_array_equal(merged["value"], merged["value_o"])
     # a different seed changes the numbers
-    changed = _run(fns.noisy, {"width": [1, 2, 3], "C_W": [1.0, 2.0]}, seed=8)
+    changed = _run(fns.noisy, {"width": [1, 2, 3], "C_W": [1.0, 2.0]}, rng=8)
     assert not np.array_equal(changed["value"], base["value"])
 
 
@@ -169,6 +176,46 @@ def test_point_seed_sequence_is_sha256_of_canonical_point():
     ss = point_seed_sequence(5, {"b": 2.5, "a": "relu"})
     digest = hashlib.sha256(b'{"a":"relu","b":2.5}').digest()
     assert ss.entropy == 5 and ss.spawn_key == struct.unpack(">8I", digest)
+
+
+def test_rng_int_and_seed_sequence_identify_the_same_run():
+    grid = {"width": [1, 2]}
+    a = _run(fns.noisy, grid, rng=7)
+    b = _run(fns.noisy, grid, rng=np.random.SeedSequence(7))
+    _eq(a, b)
+    assert a.attrs["rng"] == {"entropy": 7, "spawn_key": [], "pool_size": 4}
+    # a spawned child sequence is another run, and is reproducible from its identity
+    child = np.random.SeedSequence(7).spawn(1)[0]
+    c = _run(fns.noisy, grid, rng=child)
+    assert not np.array_equal(c["value"], a["value"])
+    again = np.random.SeedSequence(entropy=7, spawn_key=tuple(c.attrs["rng"]["spawn_key"]))
+    _eq(c, _run(fns.noisy, grid, rng=again))
+
+
+def test_seed_keyword_is_deprecated_alias_of_rng():
+    grid = {"width": [1, 2]}
+    with pytest.warns(DeprecationWarning, match=r"sweep\(seed=...\) is deprecated.*rng="):
+        old = sweep(fns.noisy, grid, seed=7, backend="serial", progress=False)
+    _eq(old, _run(fns.noisy, grid, rng=7))  # the same numbers as before the rename
+    with pytest.raises(TypeError, match="both rng= and its deprecated alias seed="):
+        sweep(fns.noisy, grid, rng=7, seed=7, backend="serial", progress=False)
+
+
+def test_reserved_columns_are_the_result_columns_plus_sweep_columns():
+    from corrlib._util import FRAME_COLUMNS
+
+    assert RESERVED_COLUMNS == frozenset(FRAME_COLUMNS) | {"n_samples", "runtime"}
+
+
+def test_local_pool_defaults_to_default_jobs(monkeypatch):
+    from corrlib.companion.sweeps import executors
+
+    monkeypatch.setattr(executors, "default_jobs", lambda: 1)
+    ex = executors.make_executor("local", None, None, None, fns.noisy)
+    try:
+        assert ex.n_workers == 1
+    finally:
+        ex.close()
 
 
 # -------------------------------------------------------------------- backends, chunks
@@ -315,7 +362,7 @@ def test_rerun_reads_cache(tmp_path, markers):
     assert _markers(markers) == [0, 1, 2, 3]
     _eq(first, grown.iloc[: len(first)])
     # other seed, fn_version or fn -> other keys
-    _run(fns.slow, grid, cache=cache, seed=8)
+    _run(fns.slow, grid, cache=cache, rng=8)
     _run(fns.slow, grid, cache=cache, fn_version="2")
     assert _markers(markers) == sorted([0, 1, 2, 3] + [0, 1, 2] * 2)
     # backend and chunking are not part of the key
@@ -363,9 +410,9 @@ def test_interrupted_sweep_resumes_missing_points_only(tmp_path, monkeypatch):
     script = textwrap.dedent(
         f"""
         import _sweep_fns
-        from corrlib.companion.sweeps.driver import sweep
+        from corrlib.companion.sweeps import sweep
         if __name__ == "__main__":
-            sweep(_sweep_fns.slow, {{"i": list(range({n_points}))}}, seed=7, backend="local",
+            sweep(_sweep_fns.slow, {{"i": list(range({n_points}))}}, rng=7, backend="local",
                   max_workers=2, cache={str(cache)!r}, progress=False)
         """
     )
@@ -395,3 +442,64 @@ def test_interrupted_sweep_resumes_missing_points_only(tmp_path, monkeypatch):
     assert _markers(m2) == sorted(set(range(n_points)) - cached)
     assert resumed.attrs["from_cache"] == done and resumed.attrs["computed"] == n_points - done
     _eq(resumed, _run(fns.slow, {"i": list(range(n_points))}))  # same numbers as uncached
+
+
+# ----------------------------------------------------- the corrlib source is part of the key
+
+
+def _copy_corrlib(dest: Path) -> Path:
+    import shutil
+
+    import corrlib
+
+    src = Path(corrlib.__file__).resolve().parent
+    shutil.copytree(src, dest / "corrlib", ignore=shutil.ignore_patterns("__pycache__"))
+    return dest / "corrlib"
+
+
+def test_cache_key_changes_with_one_byte_of_corrlib_source(tmp_path):
+    from corrlib._util import source_hash
+
+    a, b, c = (_copy_corrlib(tmp_path / name) for name in "abc")
+    kernels = c / "theory" / "kernels.py"
+    kernels.write_bytes(kernels.read_bytes() + b"#")  # one byte more
+    assert source_hash(a) == source_hash(b)  # same files, same hash (paths do not enter)
+    assert source_hash(a) != source_hash(c)
+    args = ({"width": 1}, "tests:fn|version:1", {"entropy": 7, "spawn_key": [], "pool_size": 4})
+    assert cache_key(*args, source_hash(a)) == cache_key(*args, source_hash(b))
+    assert cache_key(*args, source_hash(a)) != cache_key(*args, source_hash(c))
+
+
+def test_changed_corrlib_source_invalidates_cached_points(tmp_path):
+    """A sweep run by a copy of corrlib reads its cache; after one byte of that copy changes
+    (a bug fix, say) every point is recomputed."""
+    copy = _copy_corrlib(tmp_path / "src")
+    cache = tmp_path / "cache"
+    script = textwrap.dedent(
+        f"""
+        import corrlib, _sweep_fns
+        assert corrlib.__file__.startswith({str(copy)!r}), corrlib.__file__
+        df = corrlib.sweep(_sweep_fns.noisy, {{"width": [1, 2, 3]}}, rng=7, backend="serial",
+                           cache={str(cache)!r}, progress=False)
+        print(df.attrs["computed"], df.attrs["from_cache"])
+        """
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(copy.parent), TESTS_DIR]))
+
+    def run() -> str:
+        proc = subprocess.run(
+            [sys.executable, "-c", script],
+            env=env,
+            cwd=tmp_path,  # not the repository, whose corrlib/ would come first on sys.path
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.split()
+
+    assert run() == ["3", "0"]
+    assert run() == ["0", "3"]  # unchanged source: all points from the cache
+    util = copy / "_util.py"
+    util.write_bytes(util.read_bytes() + b"\n")
+    assert run() == ["3", "0"]  # changed source: a fresh cache
