@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from corrlib.companion import plotting  # noqa: E402
+from corrlib.companion import plotting, runs  # noqa: E402
 
 
 @pytest.fixture
@@ -30,28 +30,51 @@ def _figure():
     return fig
 
 
-def test_figures_dir_walks_up_to_repo_root(tmp_path, monkeypatch):
-    monkeypatch.delenv(plotting.FIGURES_ENV, raising=False)
-    root = tmp_path / "repo"
-    (root / "corrlib").mkdir(parents=True)
-    (root / "pyproject.toml").write_text("[project]\nname='x'\n")
-    nb = root / "notebooks" / "deeper"
-    nb.mkdir(parents=True)
-    monkeypatch.chdir(nb)
-    assert plotting.figures_dir() == root.resolve() / "figures"
-
-
-def test_figures_dir_needs_both_markers(tmp_path, monkeypatch):
-    monkeypatch.delenv(plotting.FIGURES_ENV, raising=False)
-    (tmp_path / "pyproject.toml").write_text("")  # no corrlib/ next to it
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(FileNotFoundError, match="CORRLIB_FIGURES_DIR"):
-        plotting.figures_dir()
+@pytest.fixture
+def no_workspace_env(monkeypatch):
+    for name in (runs.FIGURES_ENV, runs.RUNS_ENV, runs.RUN_NAME_ENV):
+        monkeypatch.delenv(name, raising=False)
 
 
 def test_figures_dir_env_override(figdir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert plotting.figures_dir() == figdir.resolve()
+
+
+def test_default_is_the_run_workspace_in_the_current_directory(
+    tmp_path, monkeypatch, no_workspace_env, capsys
+):
+    """Without any setting, outputs go to ./runs/<session>/figures, wherever that is: a
+    checkout (pyproject.toml and corrlib/ right here) is not treated specially."""
+    (tmp_path / "corrlib").mkdir()
+    (tmp_path / "pyproject.toml").write_text("[project]\nname='x'\n")
+    monkeypatch.chdir(tmp_path)
+    out = plotting.figures_dir()
+    assert out.parent.parent == tmp_path.resolve() / "runs"
+    assert out.name == "figures" and out.parent.name.startswith("interactive-")
+    assert plotting.figures_dir() == out  # one folder per process
+    fig = plt.figure()
+    png, _ = plotting.save_figure(fig, "07_demo", "curve")
+    plt.close(fig)
+    assert png == out / "07_demo" / "curve.png" and png.exists()
+    assert not (tmp_path / "figures").exists()
+
+
+def test_workspace_root_and_run_name_from_environment(tmp_path, monkeypatch, no_workspace_env):
+    monkeypatch.setenv(runs.RUNS_ENV, str(tmp_path / "ws"))
+    monkeypatch.setenv(runs.RUN_NAME_ENV, "my-run")
+    path = plotting.save_table(pd.DataFrame({"x": [1]}), "07_demo", "t")
+    assert path == tmp_path.resolve() / "ws" / "my-run" / "figures" / "07_demo" / "t.csv"
+    monkeypatch.setenv(runs.RUN_NAME_ENV, "../escape")
+    with pytest.raises(ValueError, match="run name must be a plain folder name"):
+        plotting.figures_dir()
+
+
+def test_repo_root_is_deprecated(tmp_path):
+    (tmp_path / "corrlib").mkdir()
+    (tmp_path / "pyproject.toml").write_text("")
+    with pytest.warns(DeprecationWarning, match="repo_root.*deprecated"):
+        assert plotting.repo_root(tmp_path) == tmp_path.resolve()
 
 
 def test_save_figure_writes_png_and_pdf(figdir):
@@ -66,15 +89,26 @@ def test_save_figure_writes_png_and_pdf(figdir):
 
 
 def test_saved_figures_are_byte_reproducible(figdir, monkeypatch):
+    """Same figure, another "now": the same bytes. matplotlib stamps PDFs with the date from
+    SOURCE_DATE_EPOCH (else today) and PNGs with its version, unless told not to."""
+    import io
+
     fig = _figure()
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1000000000")
     png, pdf = plotting.save_figure(fig, "07_demo", "curve")
     first = (png.read_bytes(), pdf.read_bytes())
-    monkeypatch.setattr("time.time", lambda: 2.0e9)  # a different "now" must not matter
+    # negative control: plain savefig writes what the checks below look for
+    plain_png, plain_pdf = io.BytesIO(), io.BytesIO()
+    fig.savefig(plain_png, format="png")
+    fig.savefig(plain_pdf, format="pdf")
+    assert b"Matplotlib version" in plain_png.getvalue()
+    assert b"CreationDate (D:20010909" in plain_pdf.getvalue()
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "2000000000")  # a different "now"
     plotting.save_figure(fig, "07_demo", "curve")
     plt.close(fig)
     assert (png.read_bytes(), pdf.read_bytes()) == first
-    assert b"CreationDate" not in first[1]
-    assert b"matplotlib version" not in first[0]
+    assert b"CreationDate" not in first[1] and b"ModDate" not in first[1]
+    assert b"Matplotlib" not in first[0] and b"Software" not in first[0]
 
 
 def test_png_resolution_is_150_dpi(figdir):

@@ -1,13 +1,15 @@
 """Figure and table output shared by the notebooks.
 
-Every figure of notebook ``NN_name.ipynb`` is written to ``figures/NN_name/`` at the repository
-root, as PNG (150 dpi) and PDF, through :func:`corrlib._io.atomic_path` so that a reader never
-sees a half-written file. The output is byte-for-byte reproducible (no timestamps or version
-strings in the metadata), so regenerating an unchanged figure does not change the file.
+Every figure of notebook ``NN_name`` is written to ``<figures root>/NN_name/`` as PNG (150 dpi)
+and PDF, through :func:`corrlib.companion.io.atomic_path` so that a reader never sees a
+half-written file. The output is byte-for-byte reproducible (no timestamps or version strings
+in the metadata), so regenerating an unchanged figure does not change the file.
 
-The figures folder is found by walking up from the current directory to the directory that
-holds both ``pyproject.toml`` and ``corrlib/``; set the environment variable
-``CORRLIB_FIGURES_DIR`` to write somewhere else.
+The figures root is :func:`corrlib.companion.runs.figures_dir`: ``$CORRLIB_FIGURES_DIR`` when
+set (``python -m corrlib.reproduce`` sets it for every notebook it runs), else the run workspace
+``runs/<run name>/figures`` in the current directory (see :mod:`corrlib.companion.runs` and
+docs/workspace.md). Nothing here looks for a repository: an installed corrlib writes to the
+same places as a checkout.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._util import warn_deprecated
+from . import runs
 from .io import atomic_path
+from .runs import FIGURES_ENV
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -36,8 +41,6 @@ __all__ = [
     "save_figure",
     "save_table",
 ]
-
-FIGURES_ENV = "CORRLIB_FIGURES_DIR"
 
 #: Metadata that keeps PNG and PDF output free of versions and timestamps.
 _PNG_METADATA = {"Software": None}
@@ -73,30 +76,23 @@ STYLE: dict[str, Any] = {
 
 
 def repo_root(start: str | os.PathLike | None = None) -> Path:
-    """The nearest directory at or above ``start`` (default: cwd) with ``pyproject.toml`` and
-    ``corrlib/``.
+    """Deprecated (removed in corrlib 0.3): the package no longer looks for a repository.
 
-    Raises
-    ------
-    FileNotFoundError
-        If no such directory exists.
+    Returns the nearest directory at or above ``start`` (default: cwd) holding
+    ``pyproject.toml`` and ``corrlib/``, as before; raises FileNotFoundError if there is none.
     """
+    warn_deprecated("corrlib.companion.plotting.repo_root()", "corrlib.companion.runs")
     here = Path(start if start is not None else Path.cwd()).resolve()
     for d in (here, *here.parents):
         if (d / "pyproject.toml").is_file() and (d / "corrlib").is_dir():
             return d
-    raise FileNotFoundError(
-        f"no directory holding pyproject.toml and corrlib/ at or above {here}; "
-        f"run from inside the repository or set {FIGURES_ENV}"
-    )
+    raise FileNotFoundError(f"no directory holding pyproject.toml and corrlib/ at or above {here}")
 
 
 def figures_dir() -> Path:
-    """The root folder for figures: ``$CORRLIB_FIGURES_DIR`` if set, else ``<repo>/figures``."""
-    env = os.environ.get(FIGURES_ENV)
-    if env:
-        return Path(env).expanduser().resolve()
-    return repo_root() / "figures"
+    """The figures root: ``$CORRLIB_FIGURES_DIR`` if set, else the run workspace's
+    ``runs/<run name>/figures`` (:func:`corrlib.companion.runs.figures_dir`)."""
+    return runs.figures_dir()
 
 
 def _check_name(value: str, what: str) -> str:

@@ -1,57 +1,84 @@
-"""Re-run the notebooks and record where every figure came from.
+"""Re-run the notebooks: the paper's record, or an experiment in the run workspace.
 
 Usage::
 
-    python -m corrlib.reproduce [--only NAME ...] [--profile {paper,quick}] [--jobs N] [--list]
+    python -m corrlib.reproduce [--only NAME ...] [--profile {paper,quick}] [--param NAME=VALUE]
+                                [--name RUN] [--jobs N] [--project DIR] [--runs-dir DIR] [--list]
 
-Every ``notebooks/NN_*.ipynb`` is executed with papermill *in place*: the notebook runs into a
-temporary file in the same folder, which replaces the notebook only when every cell succeeded.
-On failure the executed copy is kept as ``NN_name.failed.ipynb`` (for inspection) and the
-notebook itself is left untouched. Notebooks run in parallel subprocesses (2 by default), with
-``notebooks/`` as working directory and the ``python3`` kernel.
+Where the outputs go
+--------------------
+Only a *paper run* (the ``paper`` profile, no ``--param``, no ``--name``) replaces the
+committed record: ``notebooks/NN_name.ipynb``, ``figures/NN_name/`` and ``figures/manifest.json``
+of the project (``--project``, default: the current directory). Every other run is an
+experiment and writes into the workspace folder ``runs/<name>/`` (``notebooks/`` with the
+executed copies, ``figures/``, ``manifest.json``); the name is ``--name`` or made from the date,
+the profile and the parameters. ``runs/`` is git-ignored.
 
-Profiles
---------
-``paper``
-    No overrides: the defaults in each notebook's cell tagged ``parameters`` are the values used
-    for the paper's figures.
-``quick``
-    Overrides taken from the notebook metadata ``metadata["corrlib"]["quick"]`` (a dict
-    parameter -> value), for a fast look.
+Atomic, interruptible runs
+--------------------------
+Each notebook runs in its own process with papermill, into a staging folder
+(``runs/<name>/.staging/<stem>/``); ``CORRLIB_FIGURES_DIR`` points the notebook's figures and
+tables there. Only when the whole notebook succeeded, and only after every selected notebook has
+finished, are its executed copy and its files moved into place and its manifest entries written
+(with SIGINT/SIGTERM deferred for those few file moves). A failed notebook changes nothing in the
+target; its executed copy with the traceback is kept under ``runs/<name>/failed/`` and named in
+the error message. Ctrl-C (SIGINT) or SIGTERM stops the running notebooks and their kernels at
+once and moves nothing: the repository stays as it was (exit status 130).
 
-The parameter ``profile`` (``"paper"`` or ``"quick"``) is always injected.
+Parameters
+----------
+``--param NAME=VALUE`` values (Python literals, else strings) and the quick profile's overrides
+(``metadata["corrlib"]["quick"]`` of each notebook) are validated before anything runs: an
+unknown name is refused with a did-you-mean, a value must have the type of the notebook's
+default, and a parameter must exist in every selected notebook. ``profile`` is always injected.
 
-Afterwards ``figures/manifest.json`` lists every file under ``figures/<notebook stem>/`` with the
-notebook, the parameters used, the profile, the corrlib version, the git revision and the run
-time. With ``--only`` the entries of the other notebooks are kept.
+The record
+----------
+The manifest holds only facts that follow from the inputs and outputs (see
+:mod:`corrlib.companion.record`), and the executed notebooks are normalised
+(:func:`corrlib.companion.execute.normalise`), so two paper runs on the same revision leave
+``git status`` clean. Wall times, host and date go to ``runs/<name>/log.json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
-import concurrent.futures as cf
 import contextlib
-import hashlib
+import datetime as _dt
+import errno
 import json
 import os
-import re
+import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .io import atomic_write_text
+from .._util import default_jobs, source_hash
+from . import notebooks as nbs
+from .execute import KERNEL
+from .io import atomic_path
+from .record import MANIFEST, git_revision, sha256_file, update_manifest, write_log
+from .runs import FIGURES_ENV, RUN_NAME_ENV, RUNS_ENV, check_run_name, make_run_name
 
-__all__ = ["NotebookResult", "discover_notebooks", "main", "run_notebook", "select_notebooks"]
+__all__ = ["NotebookResult", "main"]
 
-PROFILES = ("paper", "quick")
-KERNEL = "python3"
-NOTEBOOK_RE = re.compile(r"^(\d{2})_[A-Za-z0-9_-]+\.ipynb$")
-MANIFEST = "manifest.json"
+_PAPER_DESCRIPTION = (
+    "Provenance of every file under figures/: the notebook that wrote it and what it ran with "
+    "(written by python -m corrlib.reproduce, paper profile)"
+)
+_RUN_DESCRIPTION = (
+    "Provenance of every file under figures/ of this run (written by python -m corrlib.reproduce)"
+)
+
+
+class UsageError(ValueError):
+    """A bad command line (reported with exit status 2 before anything runs)."""
 
 
 @dataclass
@@ -64,430 +91,446 @@ class NotebookResult:
     parameters: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     failed_copy: str | None = None
-    started: float = 0.0  # wall-clock time.time() when the run began
 
 
-# --------------------------------------------------------------------------------------- discovery
+@dataclass
+class _Target:
+    """Where a successful notebook's outputs go."""
+
+    notebooks: Path
+    figures: Path
+    manifest: Path
+    description: str
+    label: str
 
 
-def discover_notebooks(notebooks_dir: str | os.PathLike) -> list[Path]:
-    """All ``NN_name.ipynb`` files in ``notebooks_dir``, sorted by name (failed copies and hidden
-    temporary files excluded)."""
-    d = Path(notebooks_dir)
-    if not d.is_dir():
-        raise FileNotFoundError(f"notebooks_dir {d} is not a directory")
-    return sorted(p for p in d.iterdir() if p.is_file() and NOTEBOOK_RE.match(p.name))
+@dataclass
+class _Setup:
+    project: Path
+    plans: list[nbs.Plan]
+    all_notebooks: list[Path]
+    profile: str
+    paper: bool
+    full: bool  # every notebook selected (the manifest forgets notebooks that no longer exist)
+    run_dir: Path
+    runs_root: Path
+    target: _Target
+    jobs: int
+    kernel: str
+    command: str = "python -m corrlib.reproduce"
 
 
-def select_notebooks(notebooks: Sequence[Path], only: Sequence[str] | None) -> list[Path]:
-    """Filter by ``only``: each entry a number (``"03"``/``"3"``) or a stem (``"03_four_point"``,
-    optionally with ``.ipynb``)."""
-    if not only:
-        return list(notebooks)
-    chosen: list[Path] = []
-    for name in only:
-        key = name[: -len(".ipynb")] if name.endswith(".ipynb") else name
-        key = Path(key).name
-        if key.isdigit():
-            hits = [p for p in notebooks if p.name[:2] == f"{int(key):02d}"]
-        else:
-            hits = [p for p in notebooks if p.stem == key]
-        if not hits:
-            available = ", ".join(p.stem for p in notebooks) or "(none)"
-            raise ValueError(f"--only {name!r} matches no notebook; available: {available}")
-        chosen.extend(h for h in hits if h not in chosen)
-    return sorted(chosen)
+@dataclass
+class _Job:
+    plan: nbs.Plan
+    staging: Path
+    proc: subprocess.Popen | None = None
+    started: float = 0.0
+    result: NotebookResult | None = None
 
 
-# ------------------------------------------------------------------------------------- parameters
-
-
-def _read_notebook(path: Path) -> dict:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
-
-
-def quick_overrides(nb: dict) -> dict[str, Any]:
-    """``metadata["corrlib"]["quick"]`` of a notebook (a dict; empty if absent)."""
-    quick = nb.get("metadata", {}).get("corrlib", {}).get("quick", {})
-    if not isinstance(quick, dict):
-        raise ValueError('notebook metadata["corrlib"]["quick"] must be a dict parameter -> value')
-    return dict(quick)
-
-
-def default_parameters(path: Path) -> dict[str, Any]:
-    """Defaults of the cell tagged ``parameters`` (as Python values where they are literals)."""
-    import papermill
-
-    out: dict[str, Any] = {}
-    for name, info in papermill.inspect_notebook(str(path)).items():
-        default = info.get("default")
-        try:
-            out[name] = ast.literal_eval(default)
-        except (ValueError, SyntaxError, TypeError):
-            out[name] = default
-    return out
-
-
-def injected_parameters(
-    nb: dict, profile: str, extra: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """The parameters papermill injects for ``profile``, then the ``extra`` overrides."""
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {PROFILES}; got {profile!r}")
-    params = quick_overrides(nb) if profile == "quick" else {}
-    params.update(extra or {})
-    params["profile"] = profile
-    return params
-
-
-def parse_param(text: str) -> tuple[str, Any]:
-    """``NAME=VALUE`` -> (name, value); VALUE is a Python literal, else a string."""
-    name, sep, value = text.partition("=")
-    name = name.strip()
-    if not sep or not name.isidentifier():
-        raise ValueError(f"--param expects NAME=VALUE with NAME an identifier; got {text!r}")
-    try:
-        return name, ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return name, value
-
-
-# -------------------------------------------------------------------------------------- execution
-
-
-def _first_error_line(exc: BaseException) -> str:
-    ename = getattr(exc, "ename", None)
-    evalue = getattr(exc, "evalue", None)
-    if ename:
-        line = f"{ename}: {evalue}" if evalue else str(ename)
-    else:
-        line = f"{type(exc).__name__}: {exc}"
-    line = re.sub(r"\x1b\[[0-9;]*m", "", line)  # strip ANSI colours from tracebacks
-    for piece in line.splitlines():
-        if piece.strip():
-            return piece.strip()
-    return type(exc).__name__
-
-
-def _clean_metadata(path: Path, name: str) -> None:
-    """Drop per-run timestamps and temporary paths so a re-run changes only real outputs."""
-    nb = _read_notebook(path)
-    pm = nb.get("metadata", {}).get("papermill")
-    if isinstance(pm, dict):
-        for key in ("start_time", "end_time", "duration", "exception"):
-            pm.pop(key, None)
-        pm["input_path"] = name
-        pm["output_path"] = name
-    for cell in nb.get("cells", []):
-        md = cell.get("metadata", {})
-        md.pop("papermill", None)
-        md.pop("execution", None)
-        if "injected-parameters" in md.get("tags", []) and "id" in cell:
-            cell["id"] = "injected-parameters"  # papermill draws a random id on every run
-    text = json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
-    path.write_text(text, encoding="utf-8")
-
-
-def run_notebook(
-    path: str | os.PathLike,
-    profile: str = "paper",
-    figures_dir: str | os.PathLike | None = None,
-    kernel: str = KERNEL,
-    extra_params: dict[str, Any] | None = None,
-) -> NotebookResult:
-    """Execute one notebook in place with papermill (see the module docstring).
-
-    Parameters
-    ----------
-    path : path of ``NN_name.ipynb``.
-    profile : "paper" or "quick".
-    figures_dir : exported to the kernel as ``CORRLIB_FIGURES_DIR`` when given.
-    kernel : Jupyter kernel name.
-    extra_params : parameters injected on top of the profile (``--param NAME=VALUE``).
-    """
-    import papermill
-
-    path = Path(path).resolve()
-    folder, name = path.parent, path.name
-    failed = folder / f"{path.stem}.failed.ipynb"
-    tmp = folder / f".{path.stem}.running-{os.getpid()}.ipynb"
-    params = injected_parameters(_read_notebook(path), profile, extra_params)
-    used = {**default_parameters(path), **params}
-    if figures_dir is not None:
-        os.environ["CORRLIB_FIGURES_DIR"] = str(Path(figures_dir).resolve())
-    os.environ.setdefault("JUPYTER_PREFER_ENV_PATH", "1")
-    started = time.time()
-    t0 = time.perf_counter()
-    try:
-        papermill.execute_notebook(
-            str(path),
-            str(tmp),
-            parameters=params,
-            kernel_name=kernel,
-            cwd=str(folder),
-            progress_bar=False,
-            log_output=False,
-        )
-    except BaseException as exc:  # noqa: BLE001 - any failure keeps the notebook untouched
-        runtime = time.perf_counter() - t0
-        copy = None
-        if tmp.exists():
-            os.replace(tmp, failed)
-            copy = str(failed)
-        return NotebookResult(name, False, runtime, used, _first_error_line(exc), copy, started)
-    runtime = time.perf_counter() - t0
-    try:
-        _clean_metadata(tmp, name)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    with contextlib.suppress(FileNotFoundError):
-        failed.unlink()
-    return NotebookResult(name, True, runtime, used, started=started)
-
-
-def _run_in_worker(
-    path: str, profile: str, figures_dir: str, kernel: str, extra: dict | None = None
-) -> NotebookResult:
-    try:
-        return run_notebook(path, profile, figures_dir, kernel, extra)
-    except Exception as exc:  # noqa: BLE001 - report, do not crash the pool
-        return NotebookResult(Path(path).name, False, 0.0, {}, _first_error_line(exc))
-
-
-# --------------------------------------------------------------------------------------- manifest
-
-
-def git_revision(cwd: str | os.PathLike) -> str:
-    """``git rev-parse HEAD`` in ``cwd``, or ``"unknown"``."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=30,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return out.stdout.strip() or "unknown"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def stale_files(result: NotebookResult, figures_dir: Path) -> list[Path]:
-    """Files under ``figures_dir/<stem>/`` that the run did not rewrite (older than its start)."""
-    folder = figures_dir / Path(result.notebook).stem
-    if not folder.is_dir():
-        return []
-    return sorted(
-        f
-        for f in folder.rglob("*")
-        if f.is_file() and not f.name.startswith(".") and f.stat().st_mtime < result.started - 1.0
-    )
-
-
-def manifest_entries(
-    result: NotebookResult, figures_dir: Path, profile: str, version: str, revision: str
-) -> dict[str, dict[str, Any]]:
-    """One entry per file under ``figures_dir/<stem>/``, keyed by its path relative to
-    ``figures_dir`` (with ``/`` separators). Files the run did not rewrite are listed too
-    (``main`` warns about them)."""
-    stem = Path(result.notebook).stem
-    folder = figures_dir / stem
-    entries: dict[str, dict[str, Any]] = {}
-    if not folder.is_dir():
-        return entries
-    for f in sorted(folder.rglob("*")):
-        if not f.is_file() or f.name.startswith("."):
-            continue
-        entries[f.relative_to(figures_dir).as_posix()] = {
-            "notebook": f"notebooks/{result.notebook}",
-            "parameters": result.parameters,
-            "profile": profile,
-            "corrlib_version": version,
-            "git_revision": revision,
-            "runtime_seconds": round(result.runtime, 2),
-            "sha256": _sha256(f),
-        }
-    return entries
-
-
-def _load_manifest(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return {}
-    files = data.get("files") if isinstance(data, dict) else None
-    return dict(files) if isinstance(files, dict) else {}
-
-
-def write_manifest(
-    figures_dir: Path,
-    results: Sequence[NotebookResult],
-    profile: str,
-    merge: bool,
-    revision: str,
-) -> Path:
-    """Write ``figures_dir/manifest.json`` atomically (merged into the old one if ``merge``)."""
-    from .. import __version__
-
-    path = figures_dir / MANIFEST
-    files = _load_manifest(path) if merge else {}
-    for r in results:
-        if not r.ok:
-            continue
-        prefix = f"{Path(r.notebook).stem}/"
-        files = {k: v for k, v in files.items() if not k.startswith(prefix)}
-        files.update(manifest_entries(r, figures_dir, profile, __version__, revision))
-    data = {
-        "description": "Provenance of every file under figures/, written by "
-        "python -m corrlib.reproduce",
-        "files": dict(sorted(files.items())),
-    }
-    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=False) + "\n")
-    return path
-
-
-# -------------------------------------------------------------------------------------------- CLI
+# -------------------------------------------------------------------------------- arguments
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m corrlib.reproduce",
-        description="Execute the notebooks in place and record figure provenance in "
-        "figures/manifest.json.",
+        description="Execute the notebooks. A paper run (paper profile, no --param, no --name) "
+        "replaces notebooks/ and figures/; every other run writes to runs/<name>/.",
     )
-    p.add_argument(
-        "--only",
-        nargs="+",
-        metavar="NAME",
-        help='notebooks to run, by number ("03") or stem ("03_four_point")',
-    )
-    p.add_argument("--profile", choices=PROFILES, default="paper", help="parameter profile")
-    p.add_argument("--jobs", type=int, default=2, help="notebooks run at the same time (2)")
+    p.add_argument("--only", nargs="+", metavar="NAME", help='notebooks, by number ("03") or stem')
+    p.add_argument("--profile", choices=nbs.PROFILES, default="paper", help="parameter profile")
     p.add_argument(
         "--param",
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="inject a parameter into the selected notebooks (repeatable; VALUE is a Python "
-        "literal or a string), e.g. --param scheduler=tcp://host:8786",
+        help="set a notebook parameter (repeatable; VALUE is a Python literal or a string); "
+        "the run then goes to runs/<name>/",
+    )
+    p.add_argument("--name", help="run name: write to runs/NAME/ (default: date and parameters)")
+    p.add_argument("--jobs", type=int, default=None, help="notebooks run at the same time")
+    p.add_argument(
+        "--project",
+        type=Path,
+        default=None,
+        help="folder holding notebooks/, figures/ and runs/ (default: the current directory)",
+    )
+    p.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=None,
+        help=f"the workspace root (default: ${RUNS_ENV}, else <project>/runs)",
     )
     p.add_argument("--list", action="store_true", help="list the notebooks and exit")
-    p.add_argument(
-        "--notebooks-dir",
-        type=Path,
-        default=None,
-        help="folder with the NN_*.ipynb notebooks (default: <repo>/notebooks)",
-    )
-    p.add_argument(
-        "--figures-dir",
-        type=Path,
-        default=None,
-        help="figures root (default: $CORRLIB_FIGURES_DIR, else next to the notebooks folder)",
-    )
     p.add_argument("--kernel", default=KERNEL, help=argparse.SUPPRESS)
     return p
 
 
-def _default_notebooks_dir() -> Path:
-    from .plotting import repo_root
+def _run_folder(root: Path, name: str | None, paper: bool, profile: str, extra: dict) -> Path:
+    if name is not None:
+        return root / check_run_name(name)
+    now = _dt.datetime.now()
+    base = f"paper-{now:%Y%m%d-%H%M%S}" if paper else make_run_name(profile, extra, now)
+    folder, k = root / base, 1
+    while folder.exists():
+        k += 1
+        folder = root / f"{base}-{k}"
+    return folder
 
+
+def _prepare(args: argparse.Namespace) -> _Setup:
+    project = (args.project or Path.cwd()).resolve()
+    nb_dir = project / "notebooks"
+    if not nb_dir.is_dir():
+        raise UsageError(
+            f"no notebooks/ folder in {project}; run from the corrlib checkout or pass --project"
+        )
+    jobs = default_jobs() if args.jobs is None else args.jobs
+    if jobs < 1:
+        raise UsageError(f"--jobs must be >= 1; got {jobs}")
+    extra = dict(nbs.parse_param(t) for t in args.param)
+    every = nbs.discover_notebooks(nb_dir)
+    selected = nbs.select_notebooks(every, args.only)
+    plans = nbs.plan_parameters(selected, args.profile, extra)
+    paper = args.profile == "paper" and not extra and args.name is None
+    env_root = os.environ.get(RUNS_ENV)
+    runs_root = (args.runs_dir or (Path(env_root) if env_root else project / "runs")).resolve()
+    run_dir = _run_folder(runs_root, args.name, paper, args.profile, extra)
+    if paper:
+        figures = project / "figures"
+        label = "the paper's record (notebooks/, figures/)"
+        target = _Target(nb_dir, figures, figures / MANIFEST, _PAPER_DESCRIPTION, label)
+    else:
+        label = f"the run workspace {run_dir}"
+        target = _Target(
+            run_dir / "notebooks", run_dir / "figures", run_dir / MANIFEST, _RUN_DESCRIPTION, label
+        )
+    return _Setup(
+        project=project,
+        plans=plans,
+        all_notebooks=every,
+        profile=args.profile,
+        paper=paper,
+        full=not args.only,
+        run_dir=run_dir,
+        runs_root=runs_root,
+        target=target,
+        jobs=jobs,
+        kernel=args.kernel,
+    )
+
+
+# -------------------------------------------------------------------------------- execution
+
+
+def _kernel_env(setup: _Setup, job: _Job) -> dict[str, str]:
+    """The worker's (and so the kernel's) environment: outputs into the staging folder, and the
+    corrlib that runs this command first on the path when it is a source checkout."""
+    env = dict(os.environ)
+    env[FIGURES_ENV] = str(job.staging / "figures")
+    env[RUNS_ENV] = str(setup.runs_root)
+    env[RUN_NAME_ENV] = setup.run_dir.name
+    env.setdefault("JUPYTER_PREFER_ENV_PATH", "1")
+    pkg_parent = Path(__file__).resolve().parents[2]
+    if "site-packages" not in pkg_parent.parts:
+        old = env.get("PYTHONPATH")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(pkg_parent), old) if p)
+    return env
+
+
+def _start(setup: _Setup, job: _Job) -> None:
+    stem = job.plan.path.stem
+    job.staging.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "source": str(job.plan.path),
+        "output": str(job.staging / f"{stem}.ipynb"),
+        "parameters": job.plan.injected,
+        "cwd": str(job.plan.path.parent),
+        "kernel": setup.kernel,
+        "result": str(job.staging / "result.json"),
+    }
+    spec_path = job.staging / "spec.json"
+    spec_path.write_text(json.dumps(spec), encoding="utf-8")
+    log = open(job.staging / "worker.log", "wb")  # the child keeps its own descriptor
+    job.started = time.perf_counter()
+    job.proc = subprocess.Popen(
+        [sys.executable, "-m", "corrlib.companion.execute", str(spec_path)],
+        env=_kernel_env(setup, job),
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # Ctrl-C reaches this process only; it stops the workers
+    )
+    log.close()
+
+
+def _collect(job: _Job) -> NotebookResult:
+    name = job.plan.path.name
+    runtime = time.perf_counter() - job.started
     try:
-        return repo_root() / "notebooks"
-    except FileNotFoundError:
-        return Path(__file__).resolve().parent.parent / "notebooks"
+        out = json.loads((job.staging / "result.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        tail = (job.staging / "worker.log").read_text(errors="replace").strip().splitlines()
+        why = tail[-1] if tail else f"exit status {job.proc.returncode}"
+        return NotebookResult(name, False, runtime, job.plan.parameters, f"worker failed: {why}")
+    return NotebookResult(
+        name, bool(out["ok"]), float(out["runtime"]), job.plan.parameters, out.get("error")
+    )
+
+
+def _stop(jobs: Sequence[_Job], grace: float = 5.0) -> None:
+    """Terminate running workers (their kernels exit with them), then kill what is left."""
+    live = [j for j in jobs if j.proc is not None and j.proc.poll() is None]
+    for j in live:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(j.proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for j in live:
+        try:
+            j.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(j.proc.pid, signal.SIGKILL)
+            j.proc.wait()
+
+
+def _run_all(setup: _Setup, jobs: list[_Job]) -> None:
+    """Run every job, ``setup.jobs`` at a time; print a line as each finishes."""
+    pending, running = list(jobs), []
+    try:
+        while pending or running:
+            while pending and len(running) < setup.jobs:
+                job = pending.pop(0)
+                _start(setup, job)
+                running.append(job)
+            time.sleep(0.05)
+            for job in [j for j in running if j.proc.poll() is not None]:
+                running.remove(job)
+                job.result = _collect(job)
+                status = "ok    " if job.result.ok else "FAILED"
+                stem = job.plan.path.stem
+                print(f"{status} {stem:<32s} {job.result.runtime:8.1f} s", flush=True)
+    except BaseException:
+        _stop(running)
+        raise
+
+
+# ----------------------------------------------------------------------------------- commit
+
+
+def _move(src: Path, dst: Path) -> None:
+    """Replace ``dst`` by ``src`` atomically (a copy first when they are on different disks)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(src, dst)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
+        src.unlink()
+
+
+def _staged_files(job: _Job) -> dict[str, Path]:
+    folder = job.staging / "figures"
+    if not folder.is_dir():
+        return {}
+    return {
+        f.relative_to(folder).as_posix(): f
+        for f in sorted(folder.rglob("*"))
+        if f.is_file() and not f.name.startswith(".")
+    }
+
+
+def _commit(setup: _Setup, job: _Job, revision: str, source: str) -> None:
+    """Move one successful notebook's outputs into the target and record them."""
+    from .. import __version__
+
+    target, stem = setup.target, job.plan.path.stem
+    staged = _staged_files(job)
+    digests = {key: sha256_file(path) for key, path in staged.items()}
+    old = target.figures / stem
+    stale = sorted(f for f in old.rglob("*") if f.is_file()) if old.is_dir() else []
+    for f in stale:
+        if f.relative_to(target.figures).as_posix() not in staged:
+            key = f.relative_to(target.figures)
+            _move(f, setup.run_dir / "replaced" / key)
+            print(f"note: {key} was not written by {stem}; moved to {setup.run_dir / 'replaced'}")
+    for key, path in staged.items():
+        _move(path, target.figures / key)
+    _move(job.staging / f"{stem}.ipynb", target.notebooks / job.plan.path.name)
+    record = {
+        "parameters": job.plan.parameters,
+        "profile": setup.profile,
+        "corrlib_version": __version__,
+        "corrlib_source_sha256": source,
+        "git_revision": revision,
+        "notebook_source_sha256": job.plan.source_hash,
+    }
+    keep = [f"notebooks/{p.name}" for p in setup.all_notebooks] if setup.full else None
+    key = f"notebooks/{job.plan.path.name}"
+    update_manifest(target.manifest, key, record, digests, target.description, keep)
+
+
+def _keep_failed(setup: _Setup, job: _Job) -> None:
+    dest = setup.run_dir / "failed" / job.plan.path.stem
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(job.staging, dest)
+    copy = dest / job.plan.path.name
+    if copy.exists():
+        job.result.failed_copy = str(copy)
+
+
+@contextlib.contextmanager
+def _deferred_interrupts() -> Iterator[list[int]]:
+    """SIGINT/SIGTERM received in the block are recorded (yielded list), not raised: the block
+    (a few file moves) always completes."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    old = {s: signal.signal(s, lambda n, f: received.append(n)) for s in sigs}
+    try:
+        yield received
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt like SIGINT, so both stop the run the same way."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+# -------------------------------------------------------------------------------------- CLI
+
+
+def _list(setup: _Setup) -> int:
+    for plan in nbs.plan_parameters(setup.all_notebooks, "quick", {}):
+        quick = {k: v for k, v in plan.injected.items() if k != "profile"}
+        extra = f"  quick: {json.dumps(quick)}" if quick else ""
+        print(f"{plan.path.name[:2]}  {plan.path.stem}{extra}")
+    return 0
+
+
+def _report(setup: _Setup, jobs: list[_Job]) -> int:
+    results = [j.result for j in jobs]
+    done = [r for r in results if r.ok]
+    if done:
+        print(f"{len(done)} notebook(s) written to {setup.target.label}")
+    failed = [r for r in results if not r.ok]
+    if not failed:
+        return 0
+    print(f"{len(failed)} notebook(s) failed (nothing of theirs was replaced):", file=sys.stderr)
+    for r in failed:
+        copy = r.failed_copy and _show(Path(r.failed_copy), setup.project)
+        where = f"\n    executed copy with the traceback: {copy}" if copy else ""
+        print(f"  {Path(r.notebook).stem}: {r.error}{where}", file=sys.stderr)
+    return 1
+
+
+def _show(path: Path, base: Path) -> str:
+    """``path`` relative to ``base`` when it is inside it (shorter messages), else absolute."""
+    try:
+        return str(path.relative_to(base))
+    except ValueError:
+        return str(path)
+
+
+def _log(setup: _Setup, jobs: list[_Job], status: str) -> None:
+    rows = [
+        {
+            "notebook": j.plan.path.name,
+            "ok": None if j.result is None else j.result.ok,
+            "error": None if j.result is None else j.result.error,
+            "wall_seconds": None if j.result is None else round(j.result.runtime, 2),
+            "failed_copy": None if j.result is None else j.result.failed_copy,
+            "parameters": j.plan.injected,
+        }
+        for j in jobs
+    ]
+    run = {
+        "status": status,
+        "profile": setup.profile,
+        "target": setup.target.label,
+        "jobs": setup.jobs,
+        "command": setup.command,
+    }
+    setup.run_dir.mkdir(parents=True, exist_ok=True)
+    write_log(setup.run_dir / "log.json", run, rows)
+
+
+def _execute(setup: _Setup) -> int:
+    staging = setup.run_dir / ".staging"
+    jobs = [_Job(plan, staging / plan.path.stem) for plan in setup.plans]
+    where = "the paper's record" if setup.paper else str(setup.run_dir)
+    n = min(setup.jobs, len(jobs))
+    print(
+        f"running {len(jobs)} notebook(s), profile={setup.profile}, {n} at a time -> {where}",
+        flush=True,
+    )
+    revision, source = git_revision(setup.project), source_hash()
+    try:
+        with _sigterm_interrupts():
+            _run_all(setup, jobs)
+    except KeyboardInterrupt:
+        if staging.exists():
+            os.replace(staging, setup.run_dir / "interrupted")
+        _log(setup, jobs, "interrupted")
+        where = setup.run_dir / "interrupted"
+        print(f"interrupted: nothing was replaced; partial outputs in {where}", file=sys.stderr)
+        return 130
+    with _deferred_interrupts() as received:
+        for job in jobs:
+            if job.result.ok:
+                _commit(setup, job, revision, source)
+            else:
+                _keep_failed(setup, job)
+    shutil.rmtree(staging, ignore_errors=True)
+    _log(setup, jobs, "finished")
+    status = _report(setup, jobs)
+    if received:
+        print(
+            "interrupted while writing the outputs: they were written completely", file=sys.stderr
+        )
+        return 130
+    return status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command-line entry point; returns the exit status."""
+    """Command-line entry point; returns the exit status (0 ok, 1 a notebook failed, 2 bad
+    arguments, 130 interrupted)."""
     args = _parser().parse_args(argv)
-    if args.jobs < 1:
-        print(f"error: --jobs must be >= 1; got {args.jobs}", file=sys.stderr)
-        return 2
-    nb_dir = (args.notebooks_dir or _default_notebooks_dir()).resolve()
     try:
-        extra = dict(parse_param(t) for t in args.param)
-        notebooks = discover_notebooks(nb_dir)
-        selected = select_notebooks(notebooks, args.only)
-    except (FileNotFoundError, ValueError) as exc:
+        setup = _prepare(args)
+    except (UsageError, nbs.ParameterError, FileNotFoundError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-
-    if args.list:
-        for p in notebooks:
-            quick = quick_overrides(_read_notebook(p))
-            extra = f"  quick: {json.dumps(quick)}" if quick else ""
-            print(f"{p.name[:2]}  {p.stem}{extra}")
-        return 0
-    if not selected:
-        print(f"no notebooks in {nb_dir}")
-        return 0
-
-    if args.figures_dir is not None:
-        fig_dir = args.figures_dir.resolve()
-    elif os.environ.get("CORRLIB_FIGURES_DIR"):
-        fig_dir = Path(os.environ["CORRLIB_FIGURES_DIR"]).expanduser().resolve()
-    else:
-        fig_dir = nb_dir.parent / "figures"
-    revision = git_revision(nb_dir)
-
-    from tqdm.auto import tqdm
-
-    results: list[NotebookResult] = []
-    jobs = min(args.jobs, len(selected))
-    print(
-        f"running {len(selected)} notebook(s), profile={args.profile}, {jobs} at a time",
-        flush=True,
+    setup.command = " ".join(
+        ["python -m corrlib.reproduce", *(sys.argv[1:] if argv is None else argv)]
     )
-    with (
-        cf.ProcessPoolExecutor(max_workers=jobs) as pool,
-        tqdm(total=len(selected), unit="nb", file=sys.stderr) as bar,
-    ):
-        futures = {
-            pool.submit(_run_in_worker, str(p), args.profile, str(fig_dir), args.kernel, extra): p
-            for p in selected
-        }
-        for fut in cf.as_completed(futures):
-            r = fut.result()
-            results.append(r)
-            status = "ok    " if r.ok else "FAILED"
-            bar.write(f"{status} {Path(r.notebook).stem:<32s} {r.runtime:8.1f} s")
-            bar.update(1)
-
-    results.sort(key=lambda r: r.notebook)
-    for r in results:
-        if r.ok:
-            for f in stale_files(r, fig_dir):
-                print(
-                    f"warning: {f.relative_to(fig_dir)} was not rewritten by "
-                    f"{Path(r.notebook).stem} (left over from an earlier version?)",
-                    file=sys.stderr,
-                )
-    merge = bool(args.only)
-    if any(r.ok for r in results) or not merge:
-        path = write_manifest(fig_dir, results, args.profile, merge, revision)
-        print(f"manifest: {path}")
-    failed = [r for r in results if not r.ok]
-    if failed:
-        print(f"{len(failed)} notebook(s) failed:", file=sys.stderr)
-        for r in failed:
-            where = f" (executed copy: {r.failed_copy})" if r.failed_copy else ""
-            print(f"  {Path(r.notebook).stem}: {r.error}{where}", file=sys.stderr)
-        return 1
-    return 0
+    if args.list:
+        return _list(setup)
+    if not setup.plans:
+        print(f"no notebooks in {setup.project / 'notebooks'}")
+        return 0
+    return _execute(setup)
 
 
 if __name__ == "__main__":  # pragma: no cover
