@@ -1,7 +1,8 @@
 # corrlib: set-up, figures, tests.
 #
 #   make figures   create .venv if needed, install, re-run every notebook and its figures
-#   make test      create .venv if needed, install, run the unit tests and the notebook checks
+#   make test      create .venv if needed, install, lint, unit tests, notebook tests, nbval
+#   make lab       JupyterLab on a copy of the notebooks in runs/lab/ (docs/workspace.md)
 #
 # Only python3 (>= 3.10) and make are needed; everything else is installed into .venv.
 
@@ -19,12 +20,19 @@ export PYTHONHASHSEED := 0
 # Extra arguments for `make figures`, e.g. make figures ARGS="--only 01 --profile quick"
 ARGS ?=
 
-.PHONY: all install figures test test-unit test-notebooks lint format bench clean distclean help
+# The test suite writes nothing under the repository: its notebooks, figures, run workspace,
+# Hypothesis database and bytecode go to a temporary folder (TEST_TMP, removed afterwards).
+TEST_ENV = CORRLIB_RUNS_DIR="$$TEST_TMP/runs" CORRLIB_FIGURES_DIR="$$TEST_TMP/figures" \
+	HYPOTHESIS_STORAGE_DIRECTORY="$$TEST_TMP/hypothesis" PYTHONDONTWRITEBYTECODE=1
+PYTEST = $(PY) -m pytest -p no:cacheprovider
+
+.PHONY: all install figures lab test test-parts test-unit test-notebooks lint format bench \
+	clean distclean help
 
 all: test
 
 help:
-	@sed -n '3,6p' Makefile
+	@sed -n '3,7p' Makefile
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,18 +48,44 @@ install: $(STAMP)
 figures: $(STAMP)
 	$(PY) -m corrlib.reproduce $(ARGS)
 
-test: test-unit test-notebooks
+# JupyterLab on a workspace copy of the notebooks (runs/lab/notebooks/, copied once; delete it to
+# start again from the committed ones): saving or autosaving never touches notebooks/, and the
+# figures go to runs/lab/figures/.
+lab: $(STAMP)
+	@mkdir -p runs/lab/notebooks
+	@for f in notebooks/[0-9][0-9]_*.ipynb; do \
+		[ -e "runs/lab/$$f" ] || cp "$$f" "runs/lab/$$f"; done
+	CORRLIB_RUNS_DIR="$(CURDIR)/runs" CORRLIB_RUN_NAME=lab $(VENV)/bin/jupyter lab runs/lab/notebooks/
 
+# lint, then the unit tests and the notebook tests side by side (two cores), then a check that
+# nothing in the work tree changed (git status before and after).
+test: $(STAMP)
+	@before="$$(git status --porcelain 2>/dev/null)"; \
+	start=$$(date +%s); \
+	$(MAKE) --no-print-directory lint && \
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-parts; rc=$$?; \
+	after="$$(git status --porcelain 2>/dev/null)"; \
+	echo "make test: $$(( $$(date +%s) - start )) s"; \
+	if [ "$$before" != "$$after" ]; then \
+		echo "make test changed the work tree (git status --porcelain before / after):"; \
+		printf '%s\n--- after ---\n%s\n' "$$before" "$$after"; exit 1; \
+	fi; exit $$rc
+
+test-parts: test-unit test-notebooks
+
+# Unit tests and the doctests of corrlib/ (testpaths in pyproject.toml), without the notebooks.
 test-unit: $(STAMP)
-	$(PY) -m pytest tests
+	@TEST_TMP=$$(mktemp -d); trap 'rm -rf "$$TEST_TMP"' EXIT; \
+	$(TEST_ENV) $(PYTEST) --ignore=tests/test_notebooks.py
 
-# nbval runs every notebook top to bottom and compares the outputs of cells marked
-# "# NBVAL_CHECK_OUTPUT". Exit status 5 means no notebooks were collected: not an error.
+# Every notebook at its quick profile under pytest (tests/test_notebooks.py), then nbval of the
+# committed notebooks: each runs top to bottom and the outputs of the cells marked
+# "# NBVAL_CHECK_OUTPUT" must match. Both write only into TEST_TMP.
 test-notebooks: $(STAMP)
-	@if [ ! -d notebooks ]; then echo "no notebooks/ folder"; exit 0; fi; \
-	rc=0; $(PY) -m pytest --nbval-lax notebooks/ \
-		--ignore-glob='notebooks/*.failed.ipynb' --ignore-glob='notebooks/.*' || rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "no notebooks collected"; rc=0; fi; exit $$rc
+	@TEST_TMP=$$(mktemp -d); trap 'rm -rf "$$TEST_TMP"' EXIT; \
+	$(TEST_ENV) $(PYTEST) tests/test_notebooks.py && \
+	$(TEST_ENV) $(PYTEST) --nbval-lax notebooks/ \
+		--ignore-glob='notebooks/*.failed.ipynb' --ignore-glob='notebooks/.*'
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -66,6 +100,7 @@ bench: $(STAMP)
 		[ -e "$$f" ] || continue; found=1; echo "== $$f"; $(PY) "$$f"; \
 	done; [ $$found -eq 1 ] || echo "no benchmarks in benchmarks/"
 
+# runs/ holds your experiments and is not touched here; remove it yourself when done.
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .hypothesis
 	rm -f notebooks/*.failed.ipynb notebooks/.*.running-*.ipynb

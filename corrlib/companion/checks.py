@@ -119,7 +119,7 @@ def _labels(values: Any, labels: Sequence[Any] | None, size: int) -> list[str]:
             raise ValueError(f"labels must have one entry per value ({size}); got {len(labels)}")
         return labels
     index = getattr(values, "index", None)  # a pandas Series names its entries
-    if index is not None and len(index) == size:
+    if index is not None and not callable(index) and len(index) == size:
         return [str(i) for i in index]
     return [f"entry {i}" for i in range(size)] if size > 1 else [""]
 
