@@ -24,6 +24,7 @@ from corrlib import __version__
 from corrlib.companion import notebooks as nbs
 from corrlib.companion import reproduce as rp
 from corrlib.companion.execute import normalise
+from corrlib.companion.runs import FIGURES_ENV, RUN_NAME_ENV, RUNS_ENV
 
 
 def _notebook(stem: str, body: str, quick: dict | None = None) -> nbformat.NotebookNode:
@@ -87,8 +88,11 @@ def _tracked(root: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def project(tmp_path):
-    """A git repository with two notebooks, a pyproject.toml and the .gitignore of corrlib."""
+def project(tmp_path, monkeypatch):
+    """A git repository with two notebooks, a pyproject.toml and the .gitignore of corrlib; the
+    workspace settings of the calling environment (make test sets them) do not apply."""
+    for name in (FIGURES_ENV, RUNS_ENV, RUN_NAME_ENV):
+        monkeypatch.delenv(name, raising=False)
     root = tmp_path / "project"
     _write(root / "notebooks", "01_tiny", FIGURE_BODY.format(stem="01_tiny"), quick={"n": 3})
     _write(root / "notebooks", "02_other", FIGURE_BODY.format(stem="02_other"))
@@ -113,12 +117,6 @@ def _stdout_of_last_cell(path: Path) -> str:
     outs = nb.cells[-1].outputs
     return "".join(o.get("text", "") for o in outs if o.output_type == "stream" and
                    o.name == "stdout")  # fmt: skip
-
-
-def _only_run(root: Path) -> Path:
-    runs = [p for p in (root / "runs").iterdir() if p.is_dir()]
-    assert len(runs) == 1, runs
-    return runs[0]
 
 
 # ------------------------------------------------------------------------- selection, list
@@ -221,8 +219,8 @@ def test_int_accepted_for_float_parameter_and_converted(tmp_path):
 # ------------------------------------------------------------------------------- paper runs
 
 
-def test_paper_run_writes_the_record(project):
-    assert _run(project, "--jobs", "2") == 0
+def _check_record(project: Path) -> None:
+    """What the first paper run below must have written."""
     manifest = _manifest(project / "figures" / "manifest.json")
     assert manifest["format"] == 2
     files = manifest["files"]
@@ -241,11 +239,14 @@ def test_paper_run_writes_the_record(project):
     record = manifest["notebooks"]["notebooks/01_tiny.ipynb"]
     assert record["parameters"] == {"n": 10, "label": "paper default", "profile": "paper"}
     assert record["corrlib_version"] == __version__
-    assert record["git_revision"] == _git(project, "rev-parse", "HEAD").strip()
+    # the revision of the library inputs (here pyproject.toml), not of the latest commit
+    library = _git(project, "log", "-1", "--format=%H", "--", "pyproject.toml").strip()
+    assert record["git_revision"] == library != _git(project, "rev-parse", "HEAD").strip()
     assert "runtime_seconds" not in json.dumps(manifest)  # run-specific facts go to the log
-    log = json.loads((_only_run(project) / "log.json").read_text())
+    (run,) = (project / "runs").glob("paper-*")
+    log = json.loads((run / "log.json").read_text())
     assert log["status"] == "finished" and log["notebooks"][0]["wall_seconds"] > 0
-
+    assert not (run / ".staging").exists()
     # executed from notebooks/, with the parameters injected after the tagged cell
     for stem in ("01_tiny", "02_other"):
         path = project / "notebooks" / f"{stem}.ipynb"
@@ -256,11 +257,25 @@ def test_paper_run_writes_the_record(project):
         assert "start_time" not in nb.metadata.get("papermill", {})
         streams = [o for o in nb.cells[-1].outputs if o.output_type == "stream"]
         assert [o.name for o in streams] == ["stdout"]  # merged; the TCP noise dropped
-    assert not (_only_run(project) / ".staging").exists()
 
 
-def test_two_paper_runs_in_a_row_leave_git_status_clean(project):
-    assert _run(project) == 0
+def test_paper_runs_are_deterministic_and_a_failure_changes_nothing(project, capsys):
+    # a file of the old record that the notebook no longer writes
+    old = project / "figures" / "02_other" / "renamed_long_ago.png"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"old")
+    _git(project, "add", "-A")
+    _git(project, "commit", "-q", "-m", "an old figure")
+
+    # a paper run writes the record (and moves the stale file out of it)
+    assert _run(project, "--jobs", "2") == 0
+    _check_record(project)
+    assert not old.exists()
+    moved = next((project / "runs").glob("paper-*/replaced/02_other/renamed_long_ago.png"))
+    assert moved.read_bytes() == b"old"
+    assert "02_other/renamed_long_ago.png was not written by 02_other" in capsys.readouterr().out
+
+    # two paper runs in a row: the second changes nothing (git status clean, same bytes)
     _git(project, "add", "-A")
     _git(project, "commit", "-q", "-m", "record")
     record = _tracked(project)
@@ -268,39 +283,23 @@ def test_two_paper_runs_in_a_row_leave_git_status_clean(project):
     assert _git(project, "status", "--porcelain") == ""
     assert _tracked(project) == record
 
-
-def test_failing_notebook_leaves_its_record_and_names_its_executed_copy(project, capsys):
-    assert _run(project) == 0
-    _git(project, "add", "-A")
-    _git(project, "commit", "-q", "-m", "record")
+    # a notebook that writes its figures and then fails replaces nothing, and is named
     bad = project / "notebooks" / "02_other.ipynb"
     nb = nbformat.read(bad, as_version=4)
     nb.cells[-1].source = FIGURE_BODY.format(stem="02_other") + '\nraise ValueError("8675309")'
-    nbformat.write(nb, bad)  # it writes its figures, then fails
+    nbformat.write(nb, bad)
     _git(project, "commit", "-q", "-am", "break 02")
     before = _tracked(project)
     capsys.readouterr()
-    assert _run(project) == 1
+    assert _run(project, "--only", "02") == 1
     err = capsys.readouterr().err
-    assert "02_other: ValueError: 8675309" in err and "01_tiny" not in err
+    assert "02_other: ValueError: 8675309" in err
     copy = next((project / "runs").glob("paper-*/failed/02_other/02_other.ipynb"))
     assert str(copy.relative_to(project)) in err
     executed = nbformat.read(copy, as_version=4)
     assert any(o.output_type == "error" for o in executed.cells[-1].outputs)
     assert _tracked(project) == before  # the failed notebook's figures were not replaced
     assert _git(project, "status", "--porcelain") == ""
-
-
-def test_stale_files_are_moved_out_of_the_record(project, capsys):
-    old = project / "figures" / "02_other" / "renamed_long_ago.png"
-    old.parent.mkdir(parents=True)
-    old.write_bytes(b"old")
-    assert _run(project, "--only", "02_other") == 0
-    assert not old.exists()
-    moved = next((project / "runs").glob("paper-*/replaced/02_other/renamed_long_ago.png"))
-    assert moved.read_bytes() == b"old"
-    assert "02_other/renamed_long_ago.png was not written by 02_other" in capsys.readouterr().out
-    assert "02_other/renamed_long_ago.png" not in _manifest(project / "figures" / "manifest.json")
 
 
 # ----------------------------------------------------------------------- workspace runs
@@ -315,7 +314,7 @@ def test_quick_param_and_failing_runs_leave_the_repository_byte_identical(projec
     before = _tracked(project)
 
     assert _run(project, "--only", "01", "--profile", "quick", "--name", "q") == 0
-    assert _run(project, "--only", "01", "02", "--param", "n=4") == 0  # named by date and n
+    assert _run(project, "--only", "02", "--param", "n=4") == 0  # named by the date and n
     assert _run(project, "--only", "03") == 1  # a paper run, failing
     assert "03_bad: ZeroDivisionError" in capsys.readouterr().err
 
@@ -333,7 +332,8 @@ def test_quick_param_and_failing_runs_leave_the_repository_byte_identical(projec
     (p,) = runs.glob("*_paper_n=4")
     manifest = _manifest(p / "manifest.json")
     assert manifest["notebooks"]["notebooks/02_other.ipynb"]["parameters"]["n"] == 4
-    assert set(manifest["files"]) >= {"01_tiny/squares.png", "02_other/values.csv"}
+    assert set(manifest["files"]) == {f"02_other/{f}" for f in ("squares.png", "squares.pdf",
+                                                               "values.csv")}  # fmt: skip
     assert next(runs.glob("paper-*/failed/03_bad/03_bad.ipynb")).exists()
 
 
@@ -341,7 +341,8 @@ def test_quick_param_and_failing_runs_leave_the_repository_byte_identical(projec
 
 
 def _env(**extra: str) -> dict:
-    return {**os.environ, "PYTHONWARNINGS": "ignore", **extra}
+    env = {k: v for k, v in os.environ.items() if k not in (FIGURES_ENV, RUNS_ENV, RUN_NAME_ENV)}
+    return {**env, "PYTHONWARNINGS": "ignore", **extra}
 
 
 SLOW_BODY = """\
@@ -376,7 +377,7 @@ def test_sigint_stops_the_run_promptly_and_replaces_nothing(project, tmp_path):
     _git(project, "commit", "-q", "-m", "slow")
     before = _tracked(project)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "corrlib.reproduce", "--project", str(project), "--jobs", "3"],
+        [sys.executable, "-m", "corrlib.reproduce", "--project", str(project), "--only", "03"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -406,7 +407,7 @@ def test_sigint_stops_the_run_promptly_and_replaces_nothing(project, tmp_path):
     while _alive(kernel) and time.monotonic() < deadline:  # the kernel polls its parent (1 s)
         time.sleep(0.2)
     assert not _alive(kernel), "the notebook's kernel survived the interrupt"
-    run = _only_run(project)
+    (run,) = (project / "runs").glob("paper-*")
     assert (run / "interrupted" / "03_slow" / "figures" / "03_slow" / "early.csv").exists()
     assert json.loads((run / "log.json").read_text())["status"] == "interrupted"
 
