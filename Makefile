@@ -26,8 +26,8 @@ TEST_ENV = CORRLIB_RUNS_DIR="$$TEST_TMP/runs" CORRLIB_FIGURES_DIR="$$TEST_TMP/fi
 	HYPOTHESIS_STORAGE_DIRECTORY="$$TEST_TMP/hypothesis" PYTHONDONTWRITEBYTECODE=1
 PYTEST = $(PY) -m pytest -p no:cacheprovider
 
-.PHONY: all install figures lab test test-parts test-unit test-notebooks lint format bench \
-	clean distclean help
+.PHONY: all install figures lab test test-parts test-unit test-notebooks test-nbval lint format \
+	bench clean distclean help
 
 all: test
 
@@ -57,8 +57,8 @@ lab: $(STAMP)
 		[ -e "runs/lab/$$f" ] || cp "$$f" "runs/lab/$$f"; done
 	CORRLIB_RUNS_DIR="$(CURDIR)/runs" CORRLIB_RUN_NAME=lab $(VENV)/bin/jupyter lab runs/lab/notebooks/
 
-# lint, then the unit tests and the notebook tests side by side (two cores), then a check that
-# nothing in the work tree changed (git status before and after).
+# lint, then nbval, the unit tests and the notebook tests two at a time (two cores; the longest
+# first), then a check that nothing in the work tree changed (git status before and after).
 test: $(STAMP)
 	@before="$$(git status --porcelain 2>/dev/null)"; \
 	start=$$(date +%s); \
@@ -71,19 +71,22 @@ test: $(STAMP)
 		printf '%s\n--- after ---\n%s\n' "$$before" "$$after"; exit 1; \
 	fi; exit $$rc
 
-test-parts: test-unit test-notebooks
+test-parts: test-nbval test-unit test-notebooks
 
 # Unit tests and the doctests of corrlib/ (testpaths in pyproject.toml), without the notebooks.
 test-unit: $(STAMP)
 	@TEST_TMP=$$(mktemp -d); trap 'rm -rf "$$TEST_TMP"' EXIT; \
 	$(TEST_ENV) $(PYTEST) --ignore=tests/test_notebooks.py
 
-# Every notebook at its quick profile under pytest (tests/test_notebooks.py), then nbval of the
-# committed notebooks: each runs top to bottom and the outputs of the cells marked
-# "# NBVAL_CHECK_OUTPUT" must match. Both write only into TEST_TMP.
+# Every notebook at its quick profile under pytest and papermill (tests/test_notebooks.py).
 test-notebooks: $(STAMP)
 	@TEST_TMP=$$(mktemp -d); trap 'rm -rf "$$TEST_TMP"' EXIT; \
-	$(TEST_ENV) $(PYTEST) tests/test_notebooks.py && \
+	$(TEST_ENV) $(PYTEST) tests/test_notebooks.py
+
+# nbval of the committed notebooks: each runs top to bottom at the paper's parameters and the
+# outputs of the cells marked "# NBVAL_CHECK_OUTPUT" must match. Figures go to TEST_TMP.
+test-nbval: $(STAMP)
+	@TEST_TMP=$$(mktemp -d); trap 'rm -rf "$$TEST_TMP"' EXIT; \
 	$(TEST_ENV) $(PYTEST) --nbval-lax notebooks/ \
 		--ignore-glob='notebooks/*.failed.ipynb' --ignore-glob='notebooks/.*'
 
