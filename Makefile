@@ -91,8 +91,8 @@ test-nbval: $(STAMP)
 		--ignore-glob='notebooks/*.failed.ipynb' --ignore-glob='notebooks/.*'
 
 lint: $(STAMP)
-	$(PY) -m ruff check .
-	$(PY) -m ruff format --check .
+	$(PY) -m ruff check --no-cache .
+	$(PY) -m ruff format --check --no-cache .
 
 format: $(STAMP)
 	$(PY) -m ruff format .
