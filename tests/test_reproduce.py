@@ -427,7 +427,7 @@ def test_normalise_merges_streams_and_drops_kernel_noise(tmp_path):
             "stream",
             name="stderr",
             text='Traceback (most recent call last):\n  File "x", line 1\nKeyboardInterrupt\n'
-            "UserWarning: a real warning\n"
+            "/tmp/ipykernel_4242/938942395.py:19: UserWarning: a real warning\n"
             "2026-01-01 00:00:00,000 - distributed.comm.tcp - WARNING - closing\n",
         ),
         nbformat.v4.new_output(
@@ -452,7 +452,11 @@ def test_normalise_merges_streams_and_drops_kernel_noise(tmp_path):
         ("stream", "stdout"), ("stream", "stderr"), ("execute_result", None)
     ]  # fmt: skip
     assert "".join(cell["outputs"][0]["text"]) == "a\nb\n"
-    assert "".join(cell["outputs"][1]["text"]) == "UserWarning: a real warning\n"
+    # the warning stays, without the kernel's per-process file name
+    assert (
+        "".join(cell["outputs"][1]["text"])
+        == "<cell>/938942395.py:19: UserWarning: a real warning\n"
+    )
     assert cell["outputs"][2]["data"] == {"text/plain": ["<Line2D at 0x...>"]}
     assert out["metadata"]["papermill"] == {"input_path": "x.ipynb", "output_path": "x.ipynb"}
     assert "widgets" not in out["metadata"]

@@ -5,7 +5,9 @@ working directory and figures root. :func:`normalise` makes the executed noteboo
 deterministic record: consecutive stream outputs are merged (the kernel splits them at random
 under load), timings and per-run metadata are removed, kernel noise (shutdown tracebacks such as
 ``KeyboardInterrupt``, TCP/comm messages of Dask and tornado) is dropped from stderr, widget
-views and memory addresses are dropped from displays.
+views are dropped from displays, and memory addresses and the kernel's per-process cell file
+names (``/tmp/ipykernel_<pid>/...``, quoted by warnings and tracebacks) are replaced by fixed
+text.
 
 ``python -m corrlib.companion.execute SPEC.json`` runs :func:`execute` from a JSON spec and
 writes its outcome to ``spec["result"]``; ``python -m corrlib.reproduce`` starts one such
@@ -37,6 +39,9 @@ NOISE = (
     re.compile(r"\b(distributed|tornado|asyncio)(\.\w+)*\s+-\s+(DEBUG|INFO|WARNING|ERROR)\b"),
 )
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+>")
+#: ipykernel compiles each cell to a file named after the kernel's process id (in $TMPDIR), which
+#: warnings and tracebacks quote: /tmp/ipykernel_12345/938942395.py -> <cell>/938942395.py
+_CELL_FILE = re.compile(r"[^\s\"'(]*ipykernel_\d+/")
 _WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -118,6 +123,11 @@ def _drop_noise(text: str) -> str:
     return "".join(r for r in _records(text) if not any(p.search(r) for p in NOISE))
 
 
+def _stable(text: str) -> str:
+    """Text with the per-process parts removed (kernel cell files, memory addresses)."""
+    return _ADDRESS.sub(" at 0x...>", _CELL_FILE.sub("<cell>/", text))
+
+
 def _merge_streams(outputs: list[dict]) -> list[dict]:
     merged: list[dict] = []
     for out in outputs:
@@ -125,6 +135,7 @@ def _merge_streams(outputs: list[dict]) -> list[dict]:
             text = _text(out.get("text", ""))
             if out.get("name") == "stderr":
                 text = _drop_noise(text)
+            text = _stable(text)
             if not text:
                 continue
             prev = merged[-1] if merged else None
@@ -145,8 +156,12 @@ def _clean_display(out: dict) -> dict:
         data.pop(_WIDGET_VIEW, None)
         plain = data.get("text/plain")
         if plain is not None:
-            text = _ADDRESS.sub(" at 0x...>", _text(plain))
-            data["text/plain"] = text.splitlines(keepends=True)
+            data["text/plain"] = _stable(_text(plain)).splitlines(keepends=True)
+    return out
+
+
+def _clean_error(out: dict) -> dict:
+    out["traceback"] = [_stable(line) for line in out.get("traceback", [])]
     return out
 
 
@@ -158,10 +173,9 @@ def _clean_cell(cell: dict) -> None:
         cell["id"] = "injected-parameters"  # papermill draws a random id on every run
     if cell.get("cell_type") == "code":
         outputs = _merge_streams(cell.get("outputs", []))
-        cell["outputs"] = [
-            _clean_display(o) if o.get("output_type") in ("display_data", "execute_result") else o
-            for o in outputs
-        ]
+        cleaners = {"display_data": _clean_display, "execute_result": _clean_display,
+                    "error": _clean_error}  # fmt: skip
+        cell["outputs"] = [cleaners.get(o.get("output_type"), lambda o: o)(o) for o in outputs]
 
 
 def normalise(path: str | os.PathLike, name: str) -> None:
