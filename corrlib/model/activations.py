@@ -141,7 +141,7 @@ class Activation:
     >>> import numpy as np
     >>> from corrlib.model.criticality import critical_point
     >>> lecun = Activation("lecun_tanh", f=lambda z: 1.7159 * np.tanh(2 * z / 3),
-    ...                    df=lambda z: 1.7159 * 2 / 3 / np.cosh(2 * z / 3) ** 2)
+    ...                    df=lambda z: 1.7159 * 2 / 3 * (1 - np.tanh(2 * z / 3) ** 2))
     >>> lecun.universality, round(lecun.taylor[1], 6)
     ('K*=0', 1.143933)
     >>> C_W = critical_point(lecun).C_W  # 1 / sigma_1^2 (T8), sigma_1 = 1.7159 * 2/3
@@ -364,13 +364,13 @@ def _call(fn: Callable, label: str, z: np.ndarray, p: str) -> np.ndarray:
     """fn(z) as a float array of z's shape, or a TypeError that says how to fix fn."""
     try:
         with np.errstate(all="ignore"):
-            out = fn(z)
+            out = fn(z.copy())  # a copy: fn may write to its argument
     except Exception as exc:
         what = f"{type(exc).__name__}: {exc}"
         if _scalar_ok(fn):
             raise TypeError(
-                f"{p}{label} must be vectorized (take an ndarray and return an ndarray of the "
-                f"same shape, elementwise); {label}(z) on an array of shape {z.shape} raised "
+                f"{p}{label} must be vectorized (take an ndarray of any shape and return one of "
+                f"the same shape, elementwise); {label}(z) on an array of shape {z.shape} raised "
                 f"{what}. Write it with numpy functions (np.where, np.maximum, np.tanh, ...) or "
                 f"wrap it: np.vectorize({label}, otypes=[float])"
             ) from exc
@@ -398,16 +398,17 @@ _ORDER_PROBES = (
 
 def _call_checked(fn: Callable, label: str, p: str) -> np.ndarray:
     """fn on the grid, checked to be vectorized, shape-preserving and elementwise."""
-    out = _call(fn, label, _Z.copy(), p)
+    out = _call(fn, label, _Z, p)
     for part, shape in _ORDER_PROBES:
-        other = _call(fn, label, shape(_Z[part].copy()), p).ravel()
+        other = _call(fn, label, shape(_Z[part]), p).ravel()
         ref, z = out[part], _Z[part]
         close = np.isclose(other, ref, rtol=1e-12, atol=0.0, equal_nan=True)
         if not close.all():
             i = int(np.argmin(close))
             raise TypeError(
-                f"{p}{label} must act elementwise; {label}(z) at z = {z[i]:.6g} depends on the "
-                f"other entries of the array ({float(other[i])!r} vs {float(ref[i])!r})"
+                f"{p}{label} must act elementwise and deterministically; {label}(z) at z = "
+                f"{z[i]:.6g} changed with the other entries of the array or between calls "
+                f"({float(other[i])!r} vs {float(ref[i])!r})"
             )
     return out
 
@@ -462,7 +463,7 @@ def _check_derivative(F: np.ndarray, g: np.ndarray, labels: tuple[str, str], sca
         fn, dfn = labels
         raise ValueError(
             f"{p}{dfn} must be the derivative of {fn} (to {DERIVATIVE_RTOL:g} relative); at "
-            f"z = {_Z[j]:.6g} {dfn}(z) = {g[j]:.10g} but the numerical derivative of {fn} is "
+            f"z = {_Z[j]:.10g} {dfn}(z) = {g[j]:.10g} but the numerical derivative of {fn} is "
             f"{num[j]:.10g} (wrong at {bad.size} of {_Z.size} points checked)"
         )
 
