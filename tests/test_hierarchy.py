@@ -175,6 +175,20 @@ def test_kinked_activation_without_homogeneity_uses_hermite_path():
     assert np.max(h.table_error) < 1e-12
 
 
+def test_kink_away_from_zero_warns_with_the_table_error():
+    """A kink at z = 0.3 is not a panel edge: the quadrature converges slowly and says so."""
+    act = corrlib.Activation(
+        "shifted_relu",
+        f=lambda z: np.maximum(z - 0.3, 0.0),
+        df=lambda z: (z > 0.3) * 1.0,
+        kink=True,
+    )
+    net = corrlib.Network([1, 20, 20, 20, 1], act, 1.5, 0.1)
+    with pytest.warns(corrlib.theory.HierarchyWarning, match=r"relative error estimate \d"):
+        h = hierarchy(net, [1.0], order=3)
+    assert np.max(h.table_error) > 1e-11
+
+
 # ---------------------------------------------------------------------------------------------
 # scale-invariant class, C_b = 0: exact polynomial in 1/n from (T14)
 # ---------------------------------------------------------------------------------------------
@@ -318,7 +332,7 @@ def test_order8_tanh_against_solver_at_n256():
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("J", [1, 3, 8, 16])
+@pytest.mark.parametrize("J", [1, 3, 8, 12])
 def test_shapes_and_vanishing_low_terms(J):
     L = 5
     net = corrlib.Network.critical("tanh", width=20, depth=L)
@@ -495,13 +509,13 @@ TANH_NET = corrlib.Network.uniform("tanh", 16, 3)
 
 @pytest.mark.parametrize("order", [1.5, 2.0, "3", True, None])
 def test_order_not_an_integer(order):
-    with pytest.raises(TypeError, match=r"order must be an integer in \[1, 16\]; got"):
+    with pytest.raises(TypeError, match=r"order must be an integer in \[1, 12\]; got"):
         hierarchy(TANH_NET, [1.0], order=order)
 
 
-@pytest.mark.parametrize("order", [0, -1, 17])
+@pytest.mark.parametrize("order", [0, -1, 13])
 def test_order_out_of_range(order):
-    with pytest.raises(ValueError, match=rf"order must be an integer in \[1, 16\]; got {order}"):
+    with pytest.raises(ValueError, match=rf"order must be an integer in \[1, 12\]; got {order}"):
         hierarchy(TANH_NET, [1.0], order=order)
 
 
