@@ -14,6 +14,7 @@ Sigma^{(0)} = K^{(1)}.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -361,8 +362,13 @@ def hierarchy(net: Network, X, directions=None, order: int = 2, **kwargs) -> Hie
     Var Sigma from L/n = 1.75 (J = 6), 2.3 (J = 5), 3.1 (J = 4) at n = 32 and 64 (see
     :func:`hierarchy_convergence`); beyond, use the exact solver.
 
-    *Cost.* c = 1, order 6, L = 1000: 0.20 s (tanh) and 0.13 s (relu) of CPU; order 12:
-    1.2 s (benchmarks/bench_hierarchy.py). A layer costs O(J^4); memory is bounded by
+    *Range.* A ``HierarchyWarning`` names the first layer where a partial sum is evidently
+    outside the range of the series (E Sigma or Var Sigma <= 0, or the n^-order term at least
+    half of the partial sum of kappa_1, kappa_2 or kappa_3). Errors of 10-25% occur before
+    that (tanh at L/n = 2, relu at L/n = 1); :func:`hierarchy_convergence` measures them.
+
+    *Cost.* c = 1, order 6, L = 1000: 0.15 s (tanh) and 0.12 s (relu) of CPU; order 12:
+    1.3 s (benchmarks/bench_hierarchy.py, on a loaded machine). A layer costs O(J^4); memory is bounded by
     processing layers in chunks.
 
     Examples
@@ -404,7 +410,7 @@ def hierarchy(net: Network, X, directions=None, order: int = 2, **kwargs) -> Hie
         K = r["K"][:, None, None]
         coef = {j: c.reshape(c.shape + (1, 1) * j) for j, c in r["coefficients"].items()}
         method, table_error = r["method"], r["table_error"]
-    return HierarchyResult(
+    result = HierarchyResult(
         net=net,
         layout=layout,
         order=J,
@@ -414,6 +420,44 @@ def hierarchy(net: Network, X, directions=None, order: int = 2, **kwargs) -> Hie
         table_error=table_error,
         _coef=coef,
     )
+    if layout.c == 1:
+        _warn_out_of_range(result)
+    return result
+
+
+_NAMES = {1: "E Sigma", 2: "Var Sigma", 3: "kappa_3(Sigma)"}
+
+
+def _warn_out_of_range(h: HierarchyResult) -> None:
+    """Warn when a partial sum is evidently outside the range of the 1/n series.
+
+    Criteria (j = 1, 2, 3, where the series has at least two terms): the partial sum of E Sigma
+    or Var Sigma is <= 0, or the last term is at least half the partial sum. This flags the
+    gross cases only; errors of 10-25% occur before (measured: tanh at L/n = 2, relu at L/n = 1).
+    """
+    J = h.order
+    for j in (1, 2, 3):
+        if J < j:  # a single term: nothing to compare
+            continue
+        total = h.kappa(j).reshape(h.depth + 1, -1)[:, 0]
+        last = h.term(j, J).reshape(h.depth + 1, -1)[:, 0]
+        bad = np.abs(last) >= 0.5 * np.abs(total)
+        if j <= 2:
+            bad |= total <= 0
+        bad[0] = False  # Sigma^(0) is deterministic
+        if np.any(bad):
+            ell = int(np.nonzero(bad)[0][0])
+            L_n = ell / h.n_ref
+            warnings.warn(
+                f"hierarchy: the 1/n series of {_NAMES[j]} is outside its range at layer "
+                f"{ell + 1} (after {ell} hidden layers, L/n = {L_n:.3g}): the order-{J} partial "
+                f"sum is {total[ell]:.3g} and its last term (n^-{J}) is {last[ell]:.3g}. The "
+                "series in 1/n is asymptotic at fixed L/n; use a smaller depth-to-width ratio, "
+                "or corrlib.exact.single_input for the exact law",
+                HierarchyWarning,
+                stacklevel=3,
+            )
+            return
 
 
 # ------------------------------------------------------------------------------ convergence
@@ -470,13 +514,13 @@ def hierarchy_convergence(result: HierarchyResult, reference, orders=None):
     --------
     >>> import numpy as np, corrlib
     >>> from corrlib.theory import hierarchy, hierarchy_convergence
-    >>> net = corrlib.Network.critical("relu", width=32, depth=8)
+    >>> net = corrlib.Network.critical("relu", width=64, depth=8)
     >>> h = hierarchy(net, [1.0], order=3)
     >>> K = h.K[:, 0, 0]
-    >>> exact = {2: K**2 * ((1 + 5 / 32) ** np.arange(9) - 1)}   # (T15)
+    >>> exact = {2: K**2 * ((1 + 5 / 64) ** np.arange(9) - 1)}   # (T15)
     >>> df = hierarchy_convergence(h, exact)
     >>> df[df.layer == 9].rel_error.round(4).tolist()
-    [0.4304, 0.1189, 0.0216]
+    [0.2428, 0.0357, 0.0034]
     """
     import pandas as pd
 
@@ -535,9 +579,9 @@ def series_stops(frame, floor: float = 0.0):
     --------
     >>> import numpy as np, corrlib
     >>> from corrlib.theory import hierarchy, hierarchy_convergence, series_stops
-    >>> net = corrlib.Network.critical("relu", width=8, depth=32)
+    >>> net = corrlib.Network.critical("relu", width=128, depth=16)
     >>> h = hierarchy(net, [1.0], order=3)
-    >>> exact = {2: h.K[:, 0, 0] ** 2 * ((1 + 5 / 8) ** np.arange(33) - 1)}   # (T15)
+    >>> exact = {2: h.K[:, 0, 0] ** 2 * ((1 + 5 / 128) ** np.arange(17) - 1)}   # (T15)
     >>> series_stops(hierarchy_convergence(h, exact))[["order", "stops"]].to_dict("list")
     {'order': [2, 3], 'stops': [nan, nan]}
     """
