@@ -63,7 +63,11 @@ J <= 12), so this flags quadrature that has not converged (e.g. a kink away from
 
 
 class HierarchyWarning(RuntimeWarning):
-    """The Gaussian quadrature of the hierarchy's Taylor tables did not reach its tolerance."""
+    """A hierarchy result is less accurate than usual: quadrature of the Taylor tables not
+    converged, or partial sums outside the range of the 1/n series."""
+
+
+HierarchyWarning.__module__ = "corrlib.theory"  # its public home
 
 
 # ------------------------------------------------------------------------------ errors

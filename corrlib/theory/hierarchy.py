@@ -347,19 +347,19 @@ def hierarchy(net: Network, X, directions=None, order: int = 2, **kwargs) -> Hie
     estimate otherwise, e.g. for a kink away from 0). No derivative of sigma is used.
 
     *Accuracy (measured; tests/test_hierarchy.py).* Order 1 reproduces
-    :func:`corrlib.finite_width` (K + Delta, V) and order 2 its T to <= 6.1e-14 relative
-    (relu, tanh, gelu, swish, erf; unequal widths 5..31). relu, leaky relu and linear with
-    C_b = 0: every coefficient through n^-6 equals the exact expansion of (T14) to <= 6.4e-15
-    relative for L <= 64 (and through n^-12, 1e-15). tanh, sin, gelu, swish, critical and
-    off-critical, against the lattice solver :func:`corrlib.exact.single_input`: the error of
-    the order-J partial sum of kappa_1..kappa_3 falls like n^-(J+1), J = 1..4, n = 128..1024
-    (92 of 96 fitted slopes observable, all within 0.2). tanh at criticality, n = 32,
-    L = 16: relative error of Var Sigma 1.6e-1, 1.6e-2, 1.8e-3, 2.8e-4, 4.8e-5, 6.5e-6 at
-    orders 1..6 (kappa_3: 1.9e-1 at order 2, 3.7e-3 at 4, 1.4e-4 at 6). Hermite path: the
-    n^-k coefficient itself is accurate to <= 1e-9 relative for k <= 6, ~1e-8 at k = 8,
-    ~1e-6 at k = 10, ~1e-4 at k = 12 (float64 cancellation; hence order <= 12). The series is
-    asymptotic at fixed L/n: for critical tanh, order J stops improving on order J-1 for
-    Var Sigma from L/n = 1.75 (J = 6), 2.3 (J = 5), 3.1 (J = 4) at n = 32 and 64 (see
+    :func:`corrlib.finite_width` (K + Delta, V) and order 2 its T to <= 6.1e-14 relative (relu,
+    tanh, gelu, swish, erf; unequal widths 5..31). relu, leaky relu and linear with C_b = 0:
+    every coefficient through n^-6 equals the exact expansion of (T14) to <= 6.4e-15 relative
+    for L <= 64 (and through n^-12, 1e-15). tanh, sin, gelu, swish, critical and off-critical,
+    against the lattice solver :func:`corrlib.exact.single_input`: the error of the order-J
+    partial sum of kappa_1..kappa_3 falls like n^-(J+1), J = 1..4, n = 128..1024 (gelu, swish:
+    256..2048; 93 of 96 fitted slopes observable, all within 0.2 of -(J+1)). tanh at
+    criticality, n = 32, L = 16: relative error of Var Sigma 1.6e-1, 1.6e-2, 1.8e-3, 2.8e-4,
+    4.8e-5, 6.5e-6 at orders 1..6 (kappa_3: 1.9e-1 at order 2, 3.7e-3 at 4, 1.4e-4 at 6).
+    Hermite path: the n^-k coefficient itself is accurate to <= 1e-9 relative for k <= 6, ~1e-8
+    at k = 8, ~1e-6 at k = 10, ~1e-4 at k = 12 (float64 cancellation; hence order <= 12). The
+    series is asymptotic at fixed L/n: for critical tanh, order J stops improving on order J-1
+    for Var Sigma from L/n = 1.75 (J = 6), 2.3 (J = 5), 3.1 (J = 4) at n = 32 and 64 (see
     :func:`hierarchy_convergence`); beyond, use the exact solver.
 
     *Range.* A ``HierarchyWarning`` names the first layer where a partial sum is evidently
@@ -368,8 +368,8 @@ def hierarchy(net: Network, X, directions=None, order: int = 2, **kwargs) -> Hie
     that (tanh at L/n = 2, relu at L/n = 1); :func:`hierarchy_convergence` measures them.
 
     *Cost.* c = 1, order 6, L = 1000: 0.15 s (tanh) and 0.12 s (relu) of CPU; order 12:
-    1.3 s (benchmarks/bench_hierarchy.py, on a loaded machine). A layer costs O(J^4); memory is bounded by
-    processing layers in chunks.
+    1.3 s (benchmarks/bench_hierarchy.py, on a loaded machine). A layer costs O(J^4);
+    memory is bounded by processing layers in chunks.
 
     Examples
     --------
