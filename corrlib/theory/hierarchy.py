@@ -68,6 +68,18 @@ class HierarchyResult:
     table_error : ndarray
         Refinement estimate of the quadrature error of the Hermite tables (T25), relative to
         the size of each table, shape (J+2, 2J+1) (zeros for the closed forms).
+
+    Examples
+    --------
+    >>> import corrlib
+    >>> from corrlib.theory import hierarchy
+    >>> h = hierarchy(corrlib.Network.critical("tanh", width=64, depth=8), [1.0], order=3)
+    >>> h.term(3, 2).shape, h.kappa(2).shape, h.coefficients(1).shape
+    ((9, 1, 1, 1, 1, 1, 1), (9, 1, 1, 1, 1), (9, 4, 1, 1))
+    >>> h.output_cumulants().shape        # kappa_2, kappa_4, kappa_6, kappa_8 of z, per layer
+    (9, 4)
+    >>> bool(abs(h.output_cumulants()[-1, 1] / (3 * h.V[-1].item()) - 1) < 1e-15)  # (T4)
+    True
     """
 
     net: Network
