@@ -1,4 +1,4 @@
-"""CPU time of the single-channel hierarchy ``corrlib.theory.hierarchy`` (docs/theory.md 5b).
+"""CPU time of the single-channel hierarchy ``corrlib.hierarchy`` (docs/theory.md 5b).
 
 Cases: order J = 6, one input (c = 1), L = 1000 hidden layers of width n = 4096 (L/n ~ 1/4, where
 the partial sums are meaningful; the cost does not depend on n), tanh and relu at their critical

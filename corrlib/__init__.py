@@ -41,6 +41,10 @@ _API = {
     "infinite_width_kernel": "theory.kernels",
     "finite_width": "theory.recursion",
     "FiniteWidthResult": "theory.recursion",
+    # theory: the whole single-input hierarchy to any order in 1/n (T19)-(T27)
+    "hierarchy": "theory.expansion",
+    "HierarchyResult": "theory.expansion",
+    "HierarchyWarning": "theory.expansion",
     # Monte Carlo (T3)
     "sample_collective": "montecarlo.samplers",
     "sample_outputs": "montecarlo.samplers",

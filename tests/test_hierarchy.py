@@ -405,11 +405,11 @@ def test_unequal_widths_order1_and_coefficients_error():
 
 
 def test_layer_chunking_does_not_change_the_numbers(monkeypatch):
-    from corrlib.theory import _hierarchy_single
+    from corrlib.theory import _expansion_single
 
     net = corrlib.Network.critical("tanh", width=32, depth=40)
     a = hierarchy(net, [1.0], order=4)
-    monkeypatch.setattr(_hierarchy_single, "MEMORY_BUDGET", 1)  # one layer per chunk
+    monkeypatch.setattr(_expansion_single, "MEMORY_BUDGET", 1)  # one layer per chunk
     b = hierarchy(net, [1.0], order=4)
     for j in range(1, 6):
         # batched and single small matrix products may sum in a different order: rounding

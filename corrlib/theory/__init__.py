@@ -1,14 +1,14 @@
 """Perturbation theory in 1/n (docs/theory.md sections 3-5, 7).
 
 Modules: ``kernels`` (the infinite-width kernel (T7)), ``recursion`` (the order-1/n recursions
-(T10)-(T13)), ``hierarchy`` (every cumulant to any order in 1/n, (T19)-(T27)), ``asymptotics``
-(large-depth forms at criticality (T17), (T18)).
+(T10)-(T13)), ``expansion`` (:func:`hierarchy`: every cumulant to any order in 1/n,
+(T19)-(T27)), ``asymptotics`` (large-depth forms at criticality (T17), (T18)).
 """
 
 from __future__ import annotations
 
 from . import asymptotics
-from .hierarchy import (
+from .expansion import (
     HierarchyResult,
     HierarchyWarning,
     hierarchy,

@@ -23,7 +23,7 @@ import numpy as np
 from .._util import check_int, check_kwargs, check_real, tidy_frame
 from ..model.channels import ChannelLayout, input_kernel
 from ..model.network import Network
-from ._hierarchy_single import ORDER_MAX, HierarchyWarning, single_channel_series
+from ._expansion_single import ORDER_MAX, HierarchyWarning, single_channel_series
 
 __all__ = [
     "ORDER_MAX",

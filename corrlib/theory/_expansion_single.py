@@ -10,8 +10,8 @@ Truncated series are arrays P[..., r, k]: r = degree in x, k = power of the refe
 Layer l contributes eps_l = rho_l / n_ref with rho_l = n_ref / n_l, so slot k holds every term
 with k factors of 1/n; for equal widths rho = 1 and the slots *are* the coefficients of n^{-k}.
 
-Everything here is private to :mod:`corrlib.theory.hierarchy`; the public entry point is
-:func:`corrlib.theory.hierarchy`.
+Everything here is private to :mod:`corrlib.theory.expansion`; the public entry point is
+:func:`corrlib.hierarchy`.
 """
 
 from __future__ import annotations
