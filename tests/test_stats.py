@@ -474,8 +474,9 @@ def test_heavy_tail_warning_when_every_network_died():
     estimate is 0 +- 0 against an exact E Sigma = 2. The diagnostic is inherited from the
     layers where the tail was still visible (T3): the last layer is flagged, not NaN."""
     net = Network.uniform("relu", 4, 400, C_W=2.0)
-    with pytest.warns(HeavyTailWarning, match="mean"):
+    with pytest.warns(HeavyTailWarning) as rec:
         e = estimate_cumulants(net, [[1.0]], 5000, rng=0)
+    assert any(str(w.message).startswith("Monte Carlo mean") for w in rec)
     assert e.mean[-1, 0, 0] == 0.0 and e.mean_se[-1, 0, 0] == 0.0
     assert e.mean_tail[-1, 0, 0] >= TAIL_LIMIT
 

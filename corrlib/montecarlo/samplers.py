@@ -168,7 +168,13 @@ def _check_finite(values: np.ndarray, net: Network, layer: int) -> None:
 
 def _apply(fn, z: np.ndarray, act, what: str) -> np.ndarray:
     """``fn(z)`` of a user activation as a float array of z's shape (never broadcast)."""
-    out = np.asarray(fn(z), dtype=float)
+    try:
+        out = np.asarray(fn(z), dtype=float)
+    except (TypeError, ValueError) as exc:  # e.g. math.tanh, or `z if z > 0 else 0`
+        raise TypeError(
+            f"activation {act.name!r}: {what} must be vectorized (ndarray -> ndarray of the same "
+            f"shape); on an array of shape {z.shape} it raised {type(exc).__name__}: {exc}"
+        ) from exc
     if out.shape != z.shape:
         raise ValueError(
             f"activation {act.name!r}: {what} must be vectorized and keep the shape of its "
