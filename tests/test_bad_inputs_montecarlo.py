@@ -181,6 +181,7 @@ def test_inputs_are_validated_before_anything_else():
         ({"chunk_size": 0}, ValueError, ["chunk_size", "0"]),
         ({"rng": "x"}, TypeError, ["rng", "'x'"]),
         ({"rng": -3}, ValueError, ["rng", "-3"]),
+        ({"progress": "yes"}, TypeError, ["progress", "'yes'"]),
     ],
 )
 def test_estimate_cumulants_keywords(kwargs, exc, words):

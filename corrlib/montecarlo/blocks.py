@@ -24,6 +24,7 @@ import numbers
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +55,7 @@ MAX_DRAWS = 10**13
 DRAWS_PER_SECOND = 1e8
 
 
-def root_seed_sequence(rng=None) -> np.random.SeedSequence:
+def root_seed_sequence(rng: Any = None) -> np.random.SeedSequence:
     """Normalize ``rng`` to the root :class:`numpy.random.SeedSequence` of a Monte Carlo run.
 
     Parameters
@@ -96,36 +97,85 @@ def root_seed_sequence(rng=None) -> np.random.SeedSequence:
 
 
 def block_generator(root: np.random.SeedSequence, i: int) -> np.random.Generator:
-    """The generator of block ``i``: spawn key ``root.spawn_key + (i,)``."""
+    """The generator of block ``i``: spawn key ``root.spawn_key + (i,)``.
+
+    Examples
+    --------
+    >>> from corrlib.montecarlo.blocks import block_generator, root_seed_sequence
+    >>> a = block_generator(root_seed_sequence(1), 3).standard_normal()
+    >>> a == block_generator(root_seed_sequence(1), 3).standard_normal()
+    True
+    """
     seq = np.random.SeedSequence(entropy=root.entropy, spawn_key=tuple(root.spawn_key) + (int(i),))
     return np.random.default_rng(seq)
 
 
 def n_blocks_for(n_samples: int, B: int) -> int:
-    """Number of blocks of size ``B`` holding ``n_samples`` samples (the last may be short)."""
+    """Number of blocks of size ``B`` holding ``n_samples`` samples (the last may be short).
+
+    Examples
+    --------
+    >>> from corrlib.montecarlo.blocks import n_blocks_for
+    >>> n_blocks_for(10, 4)
+    3
+    """
     return -(-n_samples // B)
 
 
 def block_sizes(n_samples: int, B: int, start: int, stop: int) -> list[int]:
-    """Number of samples in blocks start..stop-1 (the last block may be short)."""
+    """Number of samples in blocks start..stop-1 (the last block may be short).
+
+    Examples
+    --------
+    >>> from corrlib.montecarlo.blocks import block_sizes
+    >>> block_sizes(10, 4, 1, 3)
+    [4, 2]
+    """
     return [min(B, n_samples - i * B) for i in range(start, stop)]
 
 
 def block_ranges(start: int, stop: int, chunk_size: int) -> Iterator[tuple[int, int]]:
-    """Consecutive ranges ``(a, min(a + chunk_size, stop))`` covering [start, stop), lazily."""
+    """Consecutive ranges ``(a, min(a + chunk_size, stop))`` covering [start, stop), lazily.
+
+    Examples
+    --------
+    >>> from corrlib.montecarlo.blocks import block_ranges
+    >>> list(block_ranges(2, 9, 3))
+    [(2, 5), (5, 8), (8, 9)]
+    >>> next(block_ranges(0, 10**12, 1))  # nothing of size 10**12 is built
+    (0, 1)
+    """
     for a in range(start, stop, chunk_size):
         yield a, min(a + chunk_size, stop)
 
 
 def resolve_jobs(n_jobs: int | None) -> int:
-    """Threads: ``n_jobs``, or :func:`corrlib._util.default_jobs` when None."""
+    """Threads: ``n_jobs``, or :func:`corrlib._util.default_jobs` when None.
+
+    Examples
+    --------
+    >>> from corrlib.montecarlo.blocks import resolve_jobs
+    >>> resolve_jobs(3)
+    3
+    >>> resolve_jobs(0)
+    Traceback (most recent call last):
+    ...
+    ValueError: n_jobs must be an integer >= 1; got 0
+    """
     if n_jobs is None:
         return default_jobs()
     return check_int(n_jobs, "n_jobs", minimum=1)
 
 
 def resolve_chunk(chunk_size: int | None) -> int:
-    """Blocks per thread task: ``chunk_size``, or 1 when None."""
+    """Blocks per thread task: ``chunk_size``, or 1 when None.
+
+    Examples
+    --------
+    >>> from corrlib.montecarlo.blocks import resolve_chunk
+    >>> resolve_chunk(None), resolve_chunk(8)
+    (1, 8)
+    """
     if chunk_size is None:
         return 1
     return check_int(chunk_size, "chunk_size", minimum=1)
@@ -146,6 +196,14 @@ def run_tasks(
     most ``4 * n_jobs`` tasks are in flight and the ranges are generated lazily, so memory stays
     bounded for any number of blocks. ``on_done(number_of_blocks)`` is called after each
     consumed task (progress bars).
+
+    Examples
+    --------
+    >>> from corrlib.montecarlo.blocks import run_tasks
+    >>> seen = []
+    >>> run_tasks(lambda a, b: (a, b), 0, 7, 3, 2, consume=seen.append)
+    >>> seen
+    [(0, 3), (3, 6), (6, 7)]
     """
     ranges = block_ranges(start, stop, chunk_size)
     n_ranges = -(-(stop - start) // chunk_size) if stop > start else 0
@@ -175,8 +233,19 @@ def run_tasks(
                 pending.append((*nxt, pool.submit(fn, *nxt)))
 
 
-def check_n_samples(n_samples, minimum: int = 1) -> int:
-    """``n_samples`` as an int >= ``minimum`` (TypeError for a non-integer, never rounded)."""
+def check_n_samples(n_samples: Any, minimum: int = 1) -> int:
+    """``n_samples`` as an int >= ``minimum`` (TypeError for a non-integer, never rounded).
+
+    Examples
+    --------
+    >>> from corrlib.montecarlo.blocks import check_n_samples
+    >>> check_n_samples(10)
+    10
+    >>> check_n_samples(2.5)
+    Traceback (most recent call last):
+    ...
+    TypeError: n_samples must be an integer >= 1; got 2.5 (float)
+    """
     return check_int(n_samples, "n_samples", minimum=minimum)
 
 

@@ -363,16 +363,15 @@ def heavy_tail_messages(est: CumulantEstimate) -> list[str]:
         where = "" if tail.ndim == 1 else f" (entry {tuple(int(i) for i in first[1:])})"
         out.append(
             f"Monte Carlo {name} = {what} has a heavy-tailed summand at {layers.size} of "
-            f"{bad.shape[0]} layers, l = {_ranges(layers)}: the generalized-Pareto tail shape of "
-            f"its summand is at least {float(tail[tuple(first)]):.3g} at layer "
+            f"{bad.shape[0]} layers, l = {_ranges(layers)}: the generalized-Pareto tail shape "
+            f"of its summand is at least {float(tail[tuple(first)]):.3g} at layer "
             f"l = {int(first[0]) + 1}{where} and at least {float(tail[worst]):.3g} at "
             f"l = {int(worst[0]) + 1} (99% lower confidence bounds; >= 1/2 means infinite "
             f"variance by the sample's own tail), so {se_name} there is not a valid standard "
-            "error and the "
-            f"estimate may be far from the truth (N = {est.n_samples}). Use the exact laws: "
-            "corrlib.exact.collective_moments (scale-invariant activation with C_b = 0, or a "
-            "derivative channel) or corrlib.exact.single_input (one input, any activation). "
-            "The diagnostic per entry is in the estimate's *_tail arrays and in "
+            f"error and the estimate may be far from the truth (N = {est.n_samples}). Use the "
+            "exact laws: corrlib.exact.collective_moments (scale-invariant activation with "
+            "C_b = 0, or a derivative channel) or corrlib.exact.single_input (one input, any "
+            "activation). The diagnostic per entry is in the estimate's *_tail arrays and in "
             "to_frame()['tail_shape']."
         )
     return out
@@ -731,7 +730,7 @@ class MonteCarloTask:
         shift, centre = self._pilot(root)
         L1 = self.net.depth + 1
         n_samples = self.n_samples
-        m = tail_count(n_samples)
+        m = tail_count(n_samples, 2 * L1 * iu.size)
         k_top = m + 1 if m else 0
         empty_tails = np.full((L1, iu.size, 2, k_top), -np.inf)
 
@@ -875,6 +874,8 @@ def estimate_cumulants(
     root = root_seed_sequence(rng)
     jobs, chunk = resolve_jobs(n_jobs), resolve_chunk(chunk_size)
     check_cost(task.n_samples, task.n_draws // task.n_samples, "estimate_cumulants", jobs)
+    if not isinstance(progress, (bool, np.bool_)):
+        raise TypeError(f"progress must be True or False; got {progress!r}")
     nb = task.n_blocks
     bar = None
     if progress:

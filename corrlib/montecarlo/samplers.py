@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,7 +136,16 @@ def block_size(net: Network, c: int, method: str = "collapsed") -> int:
 
 
 def check_method(method: str) -> str:
-    """``method`` if it is ``"collapsed"`` or ``"naive"`` (ValueError with a suggestion)."""
+    """``method`` if it is ``"collapsed"`` or ``"naive"`` (ValueError with a suggestion).
+
+    Examples
+    --------
+    >>> from corrlib.montecarlo.samplers import check_method
+    >>> check_method("colapsed")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: method must be one of 'collapsed', 'naive'; got 'colapsed' (did you mean ...
+    """
     return check_choice(method, "method", METHODS)
 
 
@@ -252,8 +261,19 @@ class SamplingPlan:
         return block_size(self.net, self.c, self.method)
 
 
-def make_plan(net: Network, X, directions=None, method: str = "collapsed") -> SamplingPlan:
-    """Validate the inputs (first) and the method; compute Sigma^{(0)} and the channel layout."""
+def make_plan(
+    net: Network, X: Any, directions: Any = None, method: str = "collapsed"
+) -> SamplingPlan:
+    """Validate the inputs (first) and the method; compute Sigma^{(0)} (T2) and the layout.
+
+    Examples
+    --------
+    >>> from corrlib import Network
+    >>> from corrlib.montecarlo.samplers import make_plan
+    >>> plan = make_plan(Network((2, 8, 1), "relu", C_W=2.0), [[1.0, 0.0]], [[0.0, 1.0]])
+    >>> plan.c, plan.K0.shape, plan.kernel
+    (2, (2, 2), ('general',))
+    """
     X, U = validate_inputs(net, X, directions)
     method = check_method(method)
     K0, layout = input_kernel(net, X, U)
@@ -268,7 +288,21 @@ def make_plan(net: Network, X, directions=None, method: str = "collapsed") -> Sa
 
 
 def draws_per_sample(plan: SamplingPlan, outputs: bool = False) -> int:
-    """Gaussian variates drawn per network (the cost unit of :func:`~.blocks.check_cost`)."""
+    """Gaussian variates drawn per network (the cost unit of :func:`~.blocks.check_cost`).
+
+    Collapsed: c per neuron of every hidden layer (and of the output layer with ``outputs``);
+    naive: every weight and bias.
+
+    Examples
+    --------
+    >>> from corrlib import Network
+    >>> from corrlib.montecarlo.samplers import draws_per_sample, make_plan
+    >>> net = Network((1, 8, 8, 1), "tanh")
+    >>> draws_per_sample(make_plan(net, [[1.0]]))  # 8 + 8 neurons
+    16
+    >>> draws_per_sample(make_plan(net, [[1.0]], None, "naive"))  # 80 weights + 17 biases
+    97
+    """
     net, c = plan.net, plan.c
     if plan.method == "collapsed":
         return c * (sum(net.hidden_widths) + (net.n_out if outputs else 0))
@@ -431,11 +465,26 @@ def _naive_block(plan, rng, size, visit, want_outputs):
     return None
 
 
-def run_block(plan: SamplingPlan, rng, size: int, visit=None, want_outputs: bool = False):
-    """Sample one block of ``size`` networks.
+def run_block(
+    plan: SamplingPlan,
+    rng: np.random.Generator,
+    size: int,
+    visit: Callable[[int, np.ndarray], None] | None = None,
+    want_outputs: bool = False,
+) -> np.ndarray | None:
+    """Sample one block of ``size`` networks by (T3) (collapsed) or (T1) (naive).
 
     ``visit(k, Sigma)`` is called for k = 0..L with Sigma^{(k)} of shape (size, c, c) (layer
     index l = k + 1). Returns the outputs (size, n_{L+1}, c) when ``want_outputs``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from corrlib import Network
+    >>> from corrlib.montecarlo.samplers import make_plan, run_block
+    >>> plan = make_plan(Network((1, 8, 2), "tanh"), [[1.0]])
+    >>> run_block(plan, np.random.default_rng(0), 5, want_outputs=True).shape
+    (5, 2, 1)
     """
     if plan.method == "collapsed":
         return _collapsed_block(plan, rng, size, visit, want_outputs)

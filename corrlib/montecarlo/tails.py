@@ -17,7 +17,9 @@ What is measured
 For each layer and each entry Sigma_ab, the ``M + 1`` largest deviations above and below a
 centre c_ab are kept (c_ab: the median of a 16-sample pilot run, the same for every block; the
 far tail does not depend on it), with ``M = min(N/5, 3 sqrt(N), 1000)``, the tail size of
-Pareto-smoothed importance sampling (Vehtari et al., JMLR 25 (2024) 72). The top values of a
+Pareto-smoothed importance sampling (Vehtari et al., JMLR 25 (2024) 72), lowered for very many
+layers x entries so that the lists hold at most 8 MiB (:func:`tail_count`; memory stays O(1) in
+N). The top values of a
 union are the top values of the parts' top values, so blocks are merged exactly, as a set:
 bit-identical for any chunking, thread count or split. The shape xi of each side is the
 Zhang-Stephens estimate (Technometrics 51 (2009) 316) for its M exceedances over its (M+1)-th
@@ -73,6 +75,7 @@ _TAIL_Z = 2.3263478740408408  # scipy.stats.norm.isf(TAIL_ALPHA)
 TAIL_MAX = 1000
 #: fewest exceedances for a tail fit (N >= 45)
 TAIL_MIN = 20
+_TAIL_FLOATS = 2**20  # top values kept per block result, at most (8 MiB)
 
 
 class HeavyTailWarning(UserWarning):
@@ -86,16 +89,22 @@ class HeavyTailWarning(UserWarning):
     """
 
 
-def tail_count(n_samples: int) -> int:
-    """Exceedances M per tail fit: ``min(N // 5, floor(3 sqrt(N)), 1000)``, 0 when below 20.
+def tail_count(n_samples: int, n_series: int = 1) -> int:
+    """Exceedances M per tail fit: ``min(N // 5, floor(3 sqrt(N)), 1000, 2**20 // n_series)``.
+
+    ``n_series`` is the number of top-value lists kept (2 per layer and entry), so the
+    diagnostic holds at most 2**20 float64 (8 MiB) per block result whatever N. Returns 0 (no
+    diagnostic) when M would be below 20 (N < 45).
 
     Examples
     --------
     >>> from corrlib.montecarlo.tails import tail_count
     >>> tail_count(100), tail_count(10_000), tail_count(10**7), tail_count(40)
     (20, 300, 1000, 0)
+    >>> tail_count(10**7, n_series=2 * 101 * 36)  # 100 layers, c = 8 channels
+    144
     """
-    m = min(n_samples // 5, math.isqrt(9 * n_samples), TAIL_MAX)
+    m = min(n_samples // 5, math.isqrt(9 * n_samples), TAIL_MAX, _TAIL_FLOATS // max(n_series, 1))
     return m if m >= TAIL_MIN else 0
 
 
@@ -170,6 +179,15 @@ def block_tails(dev: np.ndarray, out: np.ndarray) -> None:
 
     ``out[:, 0]`` holds the k largest values of dev, ``out[:, 1]`` those of -dev (unordered;
     -inf padded when B < k).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from corrlib.montecarlo.tails import block_tails
+    >>> out = np.empty((1, 2, 2))
+    >>> block_tails(np.array([[3.0], [-5.0], [1.0], [0.5]]), out)
+    >>> np.sort(out[0, 0]).tolist(), np.sort(out[0, 1]).tolist()
+    ([1.0, 3.0], [-0.5, 5.0])
     """
     B = dev.shape[0]
     k = out.shape[-1]
@@ -189,6 +207,13 @@ def merge_tails(*parts: np.ndarray) -> np.ndarray:
 
     A set operation: exact, and independent of the order and grouping of the parts (the
     returned values are unordered).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from corrlib.montecarlo.tails import merge_tails
+    >>> np.sort(merge_tails(np.array([1.0, 7.0]), np.array([5.0, -np.inf]))).tolist()
+    [5.0, 7.0]
     """
     k = parts[0].shape[-1]
     if k == 0 or len(parts) == 1:
@@ -216,6 +241,18 @@ def layer_tail_bounds(tails: np.ndarray | None, n_layers: int, p: int) -> np.nda
     ``tails`` has shape (L+1, p, 2, M+1) (top deviations above and below the centre); each
     side that counts gives ``xi - z (1 + xi)/sqrt(M)``, an entry takes the larger, and a layer
     the running maximum over layers 1..l (NaN where nothing was measured).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from corrlib.montecarlo.tails import block_tails, layer_tail_bounds
+    >>> g = np.random.default_rng(0)
+    >>> dev = np.stack([np.zeros(10_000), g.pareto(1.0, 10_000)], axis=1)  # layers 0, 1
+    >>> tails = np.empty((2, 2, 301))
+    >>> block_tails(dev, tails.reshape(2, 2, 301))  # (p=2 columns) as layers, one entry each
+    >>> bounds = layer_tail_bounds(tails[:, None], 2, 1)  # Pareto(1): xi = 1
+    >>> bool(np.isnan(bounds[0, 0])), bool(0.5 < bounds[1, 0] < 1.0)
+    (True, True)
     """
     out = np.full((n_layers, p), np.nan)
     if tails is None or tails.shape[-1] == 0:
