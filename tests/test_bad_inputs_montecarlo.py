@@ -159,6 +159,11 @@ def test_ragged_X_in_task_names_X():
         MonteCarloTask(Network((2, 4, 1), "tanh"), [[1.0, 2.0], [3.0]], 10)
 
 
+def test_task_unknown_keyword_did_you_mean():
+    with pytest.raises(TypeError, match="did you mean 'method'"):
+        MonteCarloTask(Network((1, 4, 1), "tanh"), [[1.0]], 10, methd="naive")
+
+
 def test_complex_X_is_refused():
     with pytest.raises(TypeError, match="X"):
         estimate_cumulants(Network((1, 4, 1), "tanh"), [[1.0 + 2.0j]], 10, rng=0)

@@ -615,7 +615,7 @@ def _estimate_from_sums(sums, shift, c, method, tails=None) -> CumulantEstimate:
 # the task
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, init=False)
 class MonteCarloTask:
     """A picklable Monte Carlo run, executable in block ranges (contract with corrlib.sweep).
 
@@ -632,6 +632,8 @@ class MonteCarloTask:
         >= 3.
     directions : array_like, shape (d, n_0), optional
     method : {"collapsed", "naive"}
+    **kwargs
+        None accepted: an unknown keyword raises TypeError with a did-you-mean.
 
     Examples
     --------
@@ -651,13 +653,27 @@ class MonteCarloTask:
     directions: np.ndarray | None = None
     method: str = "collapsed"
 
-    def __post_init__(self) -> None:
-        X, U = validate_inputs(self.net, self.X, self.directions)
-        n = check_n_samples(self.n_samples, minimum=3)
-        check_method(self.method)
-        object.__setattr__(self, "n_samples", n)
-        object.__setattr__(self, "X", X)
-        object.__setattr__(self, "directions", U)
+    def __init__(
+        self,
+        net: Network,
+        X: Any,
+        n_samples: int,
+        directions: Any = None,
+        method: str = "collapsed",
+        **kwargs: Any,
+    ) -> None:
+        X, U = validate_inputs(net, X, directions)
+        check_kwargs(kwargs, ("net", "X", "n_samples", "directions", "method"), "MonteCarloTask")
+        n = check_n_samples(n_samples, minimum=3)
+        check_method(method)
+        for name, value in (
+            ("net", net),
+            ("X", X),
+            ("n_samples", n),
+            ("directions", U),
+            ("method", method),
+        ):
+            object.__setattr__(self, name, value)
 
     def _plan(self):
         return make_plan(self.net, self.X, self.directions, self.method)
