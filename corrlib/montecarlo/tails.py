@@ -43,7 +43,7 @@ By (T3) the samples of Sigma^{(l)} are drawn from those of Sigma^{(l-1)}: a laye
 misses the tail that carries its moments passes that on (a ReLU network that has died in every
 sample shows Sigma = 0 +- 0 although E Sigma = Sigma^{(0)}). So the bound of layer l is the
 largest one measured at layers 1..l. Values <= 0 mean a light or bounded tail; NaN means not
-measured (N < 45, or no spread among the top values, as for the deterministic Sigma^{(0)}).
+measured (N < 100, or no spread among the top values, as for the deterministic Sigma^{(0)}).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ TAIL_ALPHA = 0.01
 _TAIL_Z = 2.3263478740408408  # scipy.stats.norm.isf(TAIL_ALPHA)
 #: most exceedances used per tail fit
 TAIL_MAX = 1000
-#: fewest exceedances for a tail fit (N >= 45)
+#: fewest exceedances for a tail fit (N >= 100)
 TAIL_MIN = 20
 _TAIL_FLOATS = 2**20  # top values kept per block result, at most (8 MiB)
 
@@ -94,7 +94,7 @@ def tail_count(n_samples: int, n_series: int = 1) -> int:
 
     ``n_series`` is the number of top-value lists kept (2 per layer and entry), so the
     diagnostic holds at most 2**20 float64 (8 MiB) per block result whatever N. Returns 0 (no
-    diagnostic) when M would be below 20 (N < 45).
+    diagnostic) when M would be below 20 (N < 100).
 
     Examples
     --------
