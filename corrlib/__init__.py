@@ -51,6 +51,7 @@ _API = {
     "estimate_cumulants": "montecarlo.estimators",
     "CumulantEstimate": "montecarlo.estimators",
     "MonteCarloTask": "montecarlo.estimators",
+    "HeavyTailWarning": "montecarlo.tails",
     # companion: parameter sweeps
     "sweep": "companion.sweeps",
     "SweepCacheWarning": "companion.sweeps",

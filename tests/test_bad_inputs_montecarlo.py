@@ -79,11 +79,11 @@ def test_fast_path_is_chosen_by_inspecting_the_object():
     # a name says nothing
     assert scalar_kernel(_lecun_tanh()) == ("general",)
     assert scalar_kernel(_sin_named_tanh()) == ("general",)
-    # declared slopes that f does not reproduce: f is the definition (T1)
-    liar = Activation(
-        "relu", f=np.tanh, df=tanh.df, a_plus=1.0, a_minus=0.0, universality="scale-invariant"
-    )
-    assert scalar_kernel(liar) == ("ufunc",)
+    # declared slopes that f does not reproduce cannot even be built: f is the definition (T1)
+    with pytest.raises(ValueError, match=r"a_plus, a_minus must describe f"):
+        Activation(
+            "relu", f=np.tanh, df=tanh.df, a_plus=1.0, a_minus=0.0, universality="scale-invariant"
+        )
 
 
 @settings(max_examples=25, deadline=None)
@@ -94,8 +94,12 @@ def test_fast_path_is_chosen_by_inspecting_the_object():
     seed=st.integers(0, 2**16),
 )
 def test_homogeneous_fast_path_equals_the_general_path(a_plus, a_minus, x, seed):
-    """A user scale-invariant activation with declared slopes (fast path) samples the same
-    Sigma as the same f without declared slopes (general path), to rounding."""
+    """A user scale-invariant activation (slopes inferred from f: the fast path) samples the
+    same Sigma as the general path that applies f itself, to rounding."""
+    import dataclasses
+
+    from corrlib.montecarlo.blocks import block_generator, root_seed_sequence
+    from corrlib.montecarlo.samplers import make_plan, run_block
 
     def f(z):
         return np.where(z > 0, a_plus * z, a_minus * z)
@@ -103,13 +107,18 @@ def test_homogeneous_fast_path_equals_the_general_path(a_plus, a_minus, x, seed)
     def df(z):
         return np.where(z > 0, a_plus, a_minus)
 
-    fast = Activation("user", f=f, df=df, a_plus=a_plus, a_minus=a_minus)
-    slow = Activation("user", f=f, df=df)
-    assert scalar_kernel(fast)[0] == "homogeneous" and scalar_kernel(slow)[0] == "general"
-    C_W = 2.0 / (a_plus**2 + a_minus**2)
-    S_fast = sample_collective(Network((1, 6, 5, 1), fast, C_W), [[x]], 64, rng=seed)
-    S_slow = sample_collective(Network((1, 6, 5, 1), slow, C_W), [[x]], 64, rng=seed)
-    np.testing.assert_allclose(S_fast, S_slow, rtol=1e-10, atol=1e-300)  # atol: underflow
+    act = Activation("user", f=f, df=df)
+    assert scalar_kernel(act)[0] == "homogeneous"
+    net = Network((1, 6, 5, 1), act, 2.0 / (a_plus**2 + a_minus**2))
+    fast = make_plan(net, [[x]])
+    slow = dataclasses.replace(fast, kernel=("general",))
+    out = {}
+    for name, plan in (("fast", fast), ("slow", slow)):
+        layers = []
+        gen = block_generator(root_seed_sequence(seed), 0)
+        run_block(plan, gen, 64, lambda k, S, layers=layers: layers.append(np.array(S)))
+        out[name] = np.array(layers)
+    np.testing.assert_allclose(out["fast"], out["slow"], rtol=1e-10, atol=1e-300)  # underflow
 
 
 def test_scalar_returning_activation_is_refused():
