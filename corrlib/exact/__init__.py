@@ -24,9 +24,10 @@ from .closed_form import (
     output_moments,
 )
 from .distribution import OutputDistribution, output_distribution
-from .lattice import SingleInputResult, single_input
+from .lattice import AccuracyError, SingleInputResult, single_input
 
 __all__ = [
+    "AccuracyError",
     "OutputDistribution",
     "SingleInputResult",
     "collective_log_moments",
