@@ -230,13 +230,14 @@ class SingleInputResult:
         """
         from scipy.optimize import brentq
 
-        qa = np.asarray(q, dtype=float)
+        qa = np.atleast_1d(np.asarray(q, dtype=float))
+        shape = np.shape(q)
         if not np.all((qa >= 0.0) & (qa <= 1.0)):
             raise ValueError(f"q must be probabilities in [0, 1]; got {q!r}")
         mass = float(self.p.sum()) + self.atom
         target = qa * mass - self.atom
         if self.p.size == 0:
-            return np.full(qa.shape, self.c if self.atom > 0 else float(np.exp(self.logS[0])))
+            return np.full(shape, self.c if self.atom > 0 else float(np.exp(self.logS[0])))
         lo_ok = target <= 0.0
         hi = float(self.p.sum())
         if np.any((target > hi * (1 - 1e-12)) & (qa < 1.0)) or np.any(qa == 1.0):
@@ -253,7 +254,7 @@ class SingleInputResult:
             a, b = uj[max(j - 2, 0)] - self.h, uj[min(j + 2, uj.size - 1)] + self.h
             u = brentq(lambda v, t=t: float(self._cdf_u(np.array([v]))[0]) - t, a, b, xtol=1e-14)
             out[idx] = self.c + math.exp(u)
-        return out
+        return out.reshape(shape)
 
     def output_pdf(self, z) -> np.ndarray:
         """Density of one output neuron z^{(L+1)}: a Gaussian scale mixture over Sigma^{(L)} (T3).
