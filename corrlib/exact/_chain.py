@@ -79,22 +79,41 @@ class SolverLimit(Exception):
 # --------------------------------------------------------------------------------------------
 
 
+def _evaluate(act, z: np.ndarray) -> np.ndarray:
+    """sigma(z) for an array z, with a clear error for activations that are not vectorized,
+    raise, change the shape or return non-finite values."""
+    try:
+        with np.errstate(all="ignore"):
+            f = np.asarray(act.f(z), dtype=float)
+    except Exception as exc:
+        raise ValueError(
+            f"activation {act.name!r} must map an ndarray of z values to an ndarray of the same "
+            f"shape (vectorized, e.g. with numpy functions); calling it on an array of shape "
+            f"{z.shape} raised {type(exc).__name__}: {exc}"
+        ) from exc
+    if f.shape != z.shape:
+        raise ValueError(
+            f"activation {act.name!r} must return an array of the input's shape {z.shape}; got "
+            f"shape {f.shape}"
+        )
+    bad = ~np.isfinite(f)
+    if np.any(bad):
+        raise ValueError(
+            f"activation {act.name!r} must be finite on the real line; got {f[bad].flat[0]!r} "
+            f"at z = {float(z[bad].flat[0]):.4g}"
+        )
+    return f
+
+
 def _activation_range(act) -> tuple[float, float]:
     """(inf sigma^2, sup sigma^2) on the real line (sup = inf for growing activations)."""
     zz = np.concatenate([np.linspace(-60.0, 60.0, 240001), np.zeros(1)])
-    with np.errstate(all="ignore"):
-        v = np.asarray(act.f(zz), dtype=float) ** 2
-    if v.shape != zz.shape or not np.all(np.isfinite(v)):
-        bad = zz[~np.isfinite(v)] if v.shape == zz.shape else zz[:1]
-        raise ValueError(
-            f"activation {act.name!r} must return finite values of the input's shape on the real "
-            f"line; got a non-finite value or a wrong shape (e.g. at z = {float(bad[0]):.3g})"
-        )
+    v = _evaluate(act, zz) ** 2
     m = float(max(np.min(v), 0.0))
     inner = v[np.abs(zz) <= 50.0]
     top = float(np.max(v))
     bounded = float(np.max(inner)) >= 0.99 * top
-    return m, (top * (1.0 + 1e-6) if bounded else math.inf)
+    return m, (top if bounded else math.inf)
 
 
 @lru_cache(maxsize=64)
@@ -193,11 +212,37 @@ class Chain:
             self.kind = "general"
             self.m, self.M = _activation_range(act)
         self.c = self.C_b + self.C_W * self.m
-        self.c_max = self.C_b + self.C_W * self.M
+        # bounded activations (tanh, erf, sigmoid, sin, ...): S < c_max, and the lattice runs in
+        # u = logit((S - c)/(c_max - c)) so that both edges are at infinity (a law piling up at
+        # the upper bound, as at large inputs, stays smooth in u). c_max sits 1e-6 (relative)
+        # above the largest sigma^2 found on a fine grid, which covers the true supremum.
+        self.logit = math.isfinite(self.M) and self.M > self.m
+        self.c_max = self.C_b + self.C_W * (self.M * (1.0 + 1e-6) if self.logit else self.M)
+        self.log_D = math.log(self.c_max - self.c) if self.logit else 0.0
 
     @property
     def scale_invariant(self) -> bool:
         return self.kind != "general"
+
+    # ---- the lattice coordinate u <-> y = log(S - c) ----------------------------------------
+    def u_to_y(self, u):
+        """log(S - c) at lattice coordinate u: u itself, or log(D expit(u)) (logit lattice)."""
+        if not self.logit:
+            return u
+        return self.log_D - np.logaddexp(0.0, -np.asarray(u, dtype=float))
+
+    def y_to_u(self, y):
+        """Lattice coordinate of log(S - c) = y (inverse of :meth:`u_to_y`)."""
+        if not self.logit:
+            return y
+        x = np.minimum(np.asarray(y, dtype=float) - self.log_D, -1e-300)
+        return x - np.log(-np.expm1(x))
+
+    def jacobian(self, u):
+        """d log(S - c)/du: 1, or expit(-u) on the logit lattice."""
+        if not self.logit:
+            return np.ones(np.shape(u))
+        return special.expit(-np.asarray(u, dtype=float))
 
     # ---- one neuron ------------------------------------------------------------------------
     def nodes(self, s: np.ndarray, panels: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -224,15 +269,22 @@ class Chain:
         s = np.asarray(s, dtype=float)
         xi, wq = self.nodes(s, panels)
         z = np.sqrt(s)[:, None] * xi
-        with np.errstate(over="ignore", invalid="ignore"):
-            f = np.asarray(self.act.f(z), dtype=float)
-        if f.shape != z.shape or not np.all(np.isfinite(f)):
+        f = _evaluate(self.act, z)
+        g = np.maximum((f * f - self.m) / s[:, None], 0.0)
+        # the quadrature covers |xi| <= XI_MAX: sigma^2 must not carry mass beyond (it does for
+        # activations growing faster than a polynomial, e.g. exp, at large Sigma)
+        edge = np.maximum(g[:, 0] * wq[:, 0], g[:, -1] * wq[:, -1]) / np.maximum(
+            np.sum(g * wq, axis=1), 1e-300
+        )
+        if np.any(edge > 1e-14):
+            b = int(np.argmax(edge))
             raise ValueError(
-                f"activation {self.act.name!r} returned non-finite values or a wrong shape at "
-                f"|z| <= {float(np.max(np.abs(z))):.3g}; sigma must be finite on the real line"
+                f"activation {self.act.name!r} grows too fast: at Sigma = {float(s[b]):.4g} the "
+                f"Gaussian integral of sigma(sqrt(Sigma) xi)^2 has weight {float(edge[b]):.1e} at "
+                f"|xi| = {XI_MAX:g}, beyond the solver's quadrature; the solver needs sigma^2 to "
+                "grow at most polynomially"
             )
-        g = (f * f - self.m) / s[:, None]
-        return np.maximum(g, 0.0), wq, xi
+        return g, wq, xi
 
     def g_cumulants(self, s: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Mean, variance and third cumulant of g under xi ~ N(0,1); shape (B,) each."""
@@ -249,8 +301,16 @@ class Chain:
         return e1, np.sum(d * d * wq, axis=1), np.sum(d**3 * wq, axis=1)
 
     def cond_cumulants(self, s: np.ndarray, n: int):
-        """(mean, variance, kappa_3) of S' given S = s, width n: exact (T2), shape (B,) each."""
+        """(mean, variance, kappa_3) of S' given S = s, width n: exact (T2), shape (B,) each.
+
+        At s = 0 every neuron sees z = 0: S' = C_b + C_W sigma(0)^2 surely."""
         s = np.atleast_1d(np.asarray(s, dtype=float))
+        if np.any(s <= 0.0):
+            if not np.all(s <= 0.0):
+                raise ValueError("cond_cumulants: mixed zero and positive sources")
+            f0 = float(_evaluate(self.act, np.zeros(1))[0])
+            z = np.zeros(s.shape)
+            return np.full(s.shape, self.C_b + self.C_W * f0 * f0), z, z
         e1, var, k3 = self.g_cumulants(s)
         a = self.C_W * s
         return self.c + a * e1, a * a * var / n, a**3 * k3 / (n * n)
@@ -279,19 +339,18 @@ class Chain:
         mu, sd = n * e1, np.sqrt(n * var)
         band = self._band(n, s, mu, sd)
         logscale = np.log(self.C_W * s / n)
-        i_lo = np.ceil((logscale + np.log(band[0]) - u0) / h).astype(np.int64)
-        i_hi = np.floor((logscale + np.log(band[1]) - u0) / h).astype(np.int64)
+        i_lo = np.ceil((self.y_to_u(logscale + np.log(band[0])) - u0) / h).astype(np.int64)
+        i_hi = np.floor((self.y_to_u(logscale + np.log(band[1])) - u0) / h).astype(np.int64)
         i_hi = np.maximum(i_hi, i_lo)
         unresolved = np.zeros(s.size)
+        targets = []  # (W at the lattice points, d log W / du) per source
+        for b in range(s.size):
+            u = u0 + np.arange(i_lo[b], i_hi[b] + 1) * h
+            targets.append((np.exp(self.u_to_y(u) - logscale[b]), self.jacobian(u)))
         if self.kind == "general" or (self.kind == "leaky" and self._mixture(n) is None):
-            vals = self._fourier_columns(
-                n, s, mu, sd, band, logscale, i_lo, i_hi, u0, h, unresolved
-            )
+            vals = self._fourier_columns(n, s, mu, sd, band, targets, h, unresolved)
         else:
-            vals = []
-            for b in range(s.size):
-                w = np.exp(u0 + np.arange(i_lo[b], i_hi[b] + 1) * h - logscale[b])
-                vals.append(h * self._exact_log_density(n, w))
+            vals = [h * self._exact_log_density(n, w) for w, _ in targets]
         return [_trim_column(int(i0), v) for i0, v in zip(i_lo, vals, strict=True)], unresolved
 
     def _mixture(self, n: int):
@@ -307,17 +366,30 @@ class Chain:
         return _leaky_density(n, w, self._mixture(n))
 
     def _band(self, n: int, s: np.ndarray, mu: np.ndarray, sd: np.ndarray):
-        """Range [w_lo, w_hi] of W that a column covers (each (B,))."""
-        if self.scale_invariant:
-            tail = np.full(s.shape, 2.0 * max(self.ap2, self.am2))
-        else:
-            g, _, xi = self.g_values(s)
+        """Range [w_lo, w_hi] of W that a column covers (each (B,)): at least z_band standard
+        deviations, and out to where W's density is below e^{-46} of its scale."""
+        w_hi = mu + self.z_band * sd
+        if self.kind != "general":
+            w_hi = w_hi + 84.0 * max(self.ap2, self.am2)  # chi-square tails: e^{-42} per unit
+            w_lo = self._gamma_lower_edge(n, mu, sd)
+            return np.maximum(np.minimum(w_lo, 0.5 * w_hi), 1e-300), w_hi
+        g, wq, xi = self.g_values(s)
+        # Chernoff: P(W <= w) <= exp(t w + n log E e^{-t g}) for every t > 0
+        w_lo = self._chernoff(n, g, wq, -1.0)
+        z_lo = mu - self.z_band * sd
+        w_lo = np.where(z_lo > 0.0, np.minimum(w_lo, z_lo), w_lo)
+        if self.logit:  # bounded: W <= W_top = n (sup sigma^2 - inf)/s, Chernoff below it
+            w_top = n * (self.M * (1.0 + 5e-7) - self.m) / s
+            w_hi = np.minimum(np.maximum(w_hi, self._chernoff(n, g, wq, 1.0)), w_top)
+        else:  # sigma^2 grows like xi^2: a chi-square-like right tail
             big = np.abs(xi) > 1.0
             tail = np.maximum(2.0 * np.max(np.where(big, g / xi**2, 0.0), axis=1), 1e-300)
-        w_hi = mu + self.z_band * sd + 42.0 * tail
-        if math.isfinite(self.M):  # a bounded activation: W <= n (sup sigma^2 - inf)/s
-            w_hi = np.minimum(w_hi, n * (self.M - self.m) / s)
-        # left edge: Gamma-matched large-deviation bound, at least z_band standard deviations
+            w_hi = w_hi + 42.0 * tail
+        return np.maximum(np.minimum(w_lo, 0.5 * w_hi), 1e-300), w_hi
+
+    def _gamma_lower_edge(self, n: int, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
+        """Lower edge of the exact (scale-invariant) columns: a Gamma-matched large-deviation
+        bound, at least z_band standard deviations below the mean."""
         k_eff = 2.0 * mu**2 / np.maximum(sd**2, 1e-300)
         if self.kind == "onesided":
             # Binomial mixture: the left tail is that of the fewest active neurons that matter
@@ -329,18 +401,32 @@ class Chain:
             # W >= beta_s Gamma(n/2) stochastically: cover its lower quantile 1e-30
             lo = self._mixture(n)[0] * special.gammaincinv(0.5 * n, 1e-30)
             w_lo = np.minimum(w_lo, max(lo, 1e-300))
-        w_lo = np.maximum(np.minimum(w_lo, 0.5 * w_hi), 1e-300)
-        return w_lo, w_hi
+        return w_lo
+
+    @staticmethod
+    def _chernoff(n: int, g: np.ndarray, wq: np.ndarray, side: float) -> np.ndarray:
+        """Where the Chernoff bound of W = sum of n copies of g reaches e^{-46}: the largest w
+        with P(W <= w) <= e^{-46} (side = -1) or the smallest with P(W >= w) <= e^{-46}
+        (side = +1), from one neuron's quadrature law (g, wq), each (B, N)."""
+        span = np.maximum(np.max(g, axis=1) - np.min(g, axis=1), 1e-300)
+        t = np.geomspace(1e-3, 1e5, 81)[None, :] / span[:, None]  # (B, T)
+        logw = np.log(np.maximum(wq, 1e-320))
+        lam = special.logsumexp(side * t[:, :, None] * g[:, None, :] + logw[:, None, :], axis=2)
+        bound = (46.0 + n * lam) / t  # P(side * W >= bound) <= e^{-46}
+        return side * np.min(bound, axis=1)
 
     # ---- Fourier columns -------------------------------------------------------------------
-    def _phi(self, s: np.ndarray, theta: np.ndarray, e1: np.ndarray, panels: int = 0):
-        """E exp(i theta (g - E g)) for sources s (B,) at theta (B, K); shape (B, K)."""
+    def _psi(self, n: int, s: np.ndarray, theta: np.ndarray, e1: np.ndarray, panels: int = 0):
+        """E exp(i theta (W - E W)) = phi_g(theta)^n for sources s (B,) at theta (B, K).
+
+        Evaluated as exp(n log phi_g) with phi_g - 1 summed directly (cos x - 1 = -2 sin^2(x/2))
+        and a complex log1p: at large n the curvature of log phi_g near theta = 0 (the
+        column's variance) is then accurate to rounding instead of losing ~n eps / (theta^2
+        var) to the cancellation in 1 - phi_g.
+        """
         if self.scale_invariant:
-            ph = (
-                0.5 * (1.0 - 2j * theta * self.ap2) ** -0.5
-                + 0.5 * (1.0 - 2j * theta * self.am2) ** -0.5
-            )
-            return ph * np.exp(-1j * theta * e1[:, None])
+            dm1 = 0.5 * (_inv_sqrt_m1(theta * self.ap2) + _inv_sqrt_m1(theta * self.am2))
+            return np.exp(n * (_clog1p(dm1) - 1j * theta * e1[:, None]))
         g, wq, _ = self.g_values(s, panels)
         g = g - e1[:, None]
         out = np.empty(theta.shape, dtype=complex)
@@ -348,7 +434,8 @@ class Chain:
         for b in range(s.size):
             for a in range(0, theta.shape[1], per):
                 A = theta[b, a : a + per, None] * g[b, None, :]
-                out[b, a : a + per] = np.cos(A) @ wq[b] + 1j * (np.sin(A) @ wq[b])
+                dm1 = -2.0 * (np.sin(0.5 * A) ** 2 @ wq[b]) + 1j * (np.sin(A) @ wq[b])
+                out[b, a : a + per] = np.exp(n * _clog1p(dm1))
         return out
 
     def _refinement(self, s: float, theta_max: float) -> int:
@@ -369,17 +456,18 @@ class Chain:
             start, Kb = th_all.size, min(2 * Kb, MAX_THETA)
             th = dth * np.arange(start, Kb)
             panels = self._refinement(s, float(th[-1]))
-            ps = self._phi(np.array([s]), th[None, :], np.array([e1]), panels)[0] ** n
+            ps = self._psi(n, np.array([s]), th[None, :], np.array([e1]), panels)[0]
             th_all, ps_all = np.concatenate([th_all, th]), np.concatenate([ps_all, ps])
             err = float(abs(ps_all[-1]) * th_all[-1] * sd)
         return th_all, ps_all, err
 
-    def _fourier_columns(self, n, s, mu, sd, band, logscale, i_lo, i_hi, u0, h, unresolved):
+    def _fourier_columns(self, n, s, mu, sd, band, targets, h, unresolved):
         """f_W at the targets by direct Fourier summation of phi_g^n (trapezoid in theta).
 
         theta runs up to THETA_SD / sd, then (per source, with finer quadrature, up to
         MAX_THETA nodes) until |phi_g^n| theta sd < 1e-11; the remainder is recorded in
-        ``unresolved`` as the column's relative density error bound.
+        ``unresolved`` as the column's relative density error bound. Returns the lattice
+        probabilities h f_W(w) w (d log W/du) per source.
         """
         w_lo, w_hi = band
         period = 1.3 * (w_hi - np.maximum(w_lo - 3.0 * sd, 0.0)) + 2.0 * sd
@@ -387,18 +475,57 @@ class Chain:
         e1 = mu / n
         K = int(min(np.ceil(np.max(THETA_SD / sd / dtheta)) + 1, MAX_THETA))
         theta = dtheta[:, None] * np.arange(K)[None, :]
-        psi = self._phi(s, theta, e1) ** n
+        psi = self._psi(n, s, theta, e1)
         out = []
         for b in range(s.size):
-            w = np.exp(u0 + np.arange(i_lo[b], i_hi[b] + 1) * h - logscale[b])
+            w, jac = targets[b]
             th, ps = theta[b], psi[b]
             err = float(abs(ps[-1]) * th[-1] * sd[b])
             if err >= UNRESOLVED_FLOOR:
                 th, ps, err = self._refine(n, s[b], e1[b], sd[b], dtheta[b], K)
             if err >= UNRESOLVED_FLOOR:
                 unresolved[b] = err
-            out.append(h * _invert(ps, th, dtheta[b], w, mu[b]) * w)
+            out.append(_invert_outward(ps, th, dtheta[b], w, mu[b], h * w * jac))
         return out
+
+
+def _clog1p(z: np.ndarray) -> np.ndarray:
+    """log(1 + z) for complex z, accurate for small |z|."""
+    zr, zi = z.real, z.imag
+    return 0.5 * np.log1p(2.0 * zr + zr * zr + zi * zi) + 1j * np.arctan2(zi, 1.0 + zr)
+
+
+def _inv_sqrt_m1(t: np.ndarray) -> np.ndarray:
+    """(1 - 2 i t)^(-1/2) - 1, accurate for small t (the chi-square_1 characteristic function)."""
+    x = -0.25 * np.log1p(4.0 * t * t)  # real part of -log(1 - 2 i t)/2
+    y = 0.5 * np.arctan(2.0 * t)  # its imaginary part
+    return np.expm1(x) * np.cos(y) - 2.0 * np.sin(0.5 * y) ** 2 + 1j * np.exp(x) * np.sin(y)
+
+
+def _invert_outward(psi, theta, dth, w, m, scale, block: int = 64, floor: float = 1e-15):
+    """``scale * density`` at the targets w (ascending), computed outward from the mean: each
+    side stops after a block whose values all lie below ``floor`` times the peak (the Fourier
+    sum's noise level; the remaining far tail is left at 0)."""
+    out = np.zeros(w.size)
+    mid = int(np.clip(np.searchsorted(w, m), 0, max(w.size - 1, 0)))
+    lo, hi = max(mid - block, 0), min(mid + block, w.size)
+    out[lo:hi] = _invert(psi, theta, dth, w[lo:hi], m) * scale[lo:hi]
+    peak = float(np.max(np.abs(out[lo:hi]))) if hi > lo else 0.0
+    while lo > 0:
+        a = max(lo - block, 0)
+        out[a:lo] = _invert(psi, theta, dth, w[a:lo], m) * scale[a:lo]
+        peak = max(peak, float(np.max(out[a:lo])))
+        lo = a
+        if np.max(np.abs(out[a : a + block])) < floor * peak:
+            break
+    while hi < w.size:
+        b = min(hi + block, w.size)
+        out[hi:b] = _invert(psi, theta, dth, w[hi:b], m) * scale[hi:b]
+        peak = max(peak, float(np.max(out[hi:b])))
+        hi = b
+        if np.max(np.abs(out[b - block : b])) < floor * peak:
+            break
+    return out
 
 
 def _invert(psi, theta, dth, w, m):
@@ -461,6 +588,7 @@ class ChainResult:
     c: float
     h: float
     moments_exact: bool = False  # cumulants from the exact recursion (scale-invariant)
+    c_max: float = math.inf  # finite: the lattice is u = logit((S - c)/(c_max - c))
     notes: list = field(default_factory=list)
 
 
@@ -699,8 +827,8 @@ class _SparsePath:
         self.log_c = math.log(chain.c) if chain.c > 0 else -math.inf
 
     def logS(self, i: np.ndarray) -> np.ndarray:
-        x = self.u0 + np.asarray(i, dtype=float) * self.h
-        return np.logaddexp(self.log_c, x) if self.chain.c > 0 else x
+        y = self.chain.u_to_y(self.u0 + np.asarray(i, dtype=float) * self.h)
+        return np.logaddexp(self.log_c, y) if self.chain.c > 0 else y
 
     def S(self, i: np.ndarray, layer: int) -> np.ndarray:
         ls = self.logS(i)
@@ -890,6 +1018,14 @@ def _saturation(chain: Chain, s: float) -> float:
     return float(np.sum(wq[0] * (g[0] >= top * (1.0 - 1e-3)))) / float(np.sum(wq[0]))
 
 
+def _infimum_share(chain: Chain, s: float) -> float:
+    """Probability that sigma(sqrt(s) xi)^2 equals its infimum exactly (0 for the exact kinds)."""
+    if chain.scale_invariant:
+        return 0.0
+    g, wq, _ = chain.g_values(np.array([s]))
+    return float(np.sum(wq[0] * (g[0] == 0.0)) / np.sum(wq[0]))
+
+
 def _cause(chain: Chain, n: int, s: float, unresolved: bool, h: float) -> tuple[str, str]:
     """(cause, advice) of an accuracy failure at a transition from Sigma = s, width n."""
     act = chain.act.name
@@ -900,11 +1036,27 @@ def _cause(chain: Chain, n: int, s: float, unresolved: bool, h: float) -> tuple[
             sat = _saturation(chain, s)
             return (
                 f"{act} saturates at Sigma = {s:.3g} (sigma(sqrt(Sigma) xi)^2 within 1e-3 of its "
-                f"supremum for {100 * sat:.0f}% of xi): the law of the next Sigma piles up at its "
-                f"hard upper bound C_b + C_W sup sigma^2 = {chain.c_max:.4g}, which the lattice "
-                "in log(Sigma - c) cannot resolve; the input norm is large for this activation",
+                f"supremum for {100 * sat:.0f}% of xi): the law of the next Sigma is nearly an "
+                f"atom at its hard upper bound C_b + C_W sup sigma^2 = {chain.c_max:.4g}, whose "
+                "transition density the Fourier columns cannot resolve; the input norm is large "
+                "for this activation",
                 f"{mc}, or rescale X (Sigma^(0) of order 1)",
             )
+    atom = _infimum_share(chain, s)
+    if atom > 1e-3:
+        return (
+            f"{act}(z)^2 equals its infimum on a set of probability {atom:.2g} (an atom of one "
+            "neuron's law), which the Fourier columns cannot resolve. If the activation is "
+            "a_+ z [z>0] + a_- z [z<0], build it with corrlib.scale_invariant(a_plus, a_minus) "
+            "(exact columns)",
+            mc,
+        )
+    if not unresolved and n >= 10_000:
+        return (
+            f"the width n = {n} is large: the transition column is nearly Gaussian and its "
+            "third cumulant (~n^-2) is below what the lattice resolves",
+            "Use corrlib.finite_width (the 1/n expansion (T10)-(T13) is accurate at this width)",
+        )
     if unresolved and n <= 8:
         return (
             f"the width n = {n} is small: the law of one neuron's {act}(z)^2 is not smooth "
@@ -944,23 +1096,31 @@ class _Accuracy:
             ]
         )
         self.parts[ell] = (float(d.max()), u)
+        # u (the Fourier truncation bound of unresolved columns) is an error of the law's
+        # shape; its effect on the cumulants is what the conservation check d measures
         self.err[ell] = [
-            e[0] + d[0] + u,
-            e[1] + d[1] + u,
-            max(e[2], 2 * e[1]) + d[2] + u,
-            max(e[3], e[2], 3 * e[1]) + d[3] + u,
+            max(e[0], u) + d[0],
+            e[1] + d[1],
+            max(e[2], 2 * e[1]) + d[2],
+            max(e[3], e[2], 3 * e[1]) + d[3],
         ]
 
 
-def _propagate_sparse(chain: Chain, widths, S0: float, h: float, tol: float, rtol: float):
+def _propagate_sparse(chain: Chain, widths, S0: float, h_factor: float, tol: float, rtol: float):
     L = len(widths)
     c = chain.c
+    if S0 <= 0.0:  # Sigma^(0) = 0: z^(1) = 0, so Sigma^(1) = C_b + C_W sigma(0)^2 surely
+        S1 = float(chain.cond_cumulants(np.zeros(1), widths[0])[0][0])
+        if L == 1 or S1 <= 0.0:  # (S1 = 0 maps to itself)
+            return _point_mass(S0, S1, L)
+        return _prepend(S0, _propagate_sparse(chain, widths[1:], S1, h_factor, tol, rtol))
+    h = _lattice_step(chain, widths, S0, h_factor)
     mu0 = float(chain.cond_cumulants(np.array([S0]), widths[0])[0][0])
     mu_c = float(chain.cond_cumulants(np.array([c]), widths[0])[0][0]) if c > 0 else c
     if mu0 > c:
-        u0 = math.log(mu0 - c)
+        u0 = float(chain.y_to_u(math.log(mu0 - c)))
     elif mu_c > c:
-        u0 = math.log(mu_c - c)
+        u0 = float(chain.y_to_u(math.log(mu_c - c)))
     else:  # S stays at c from layer 1 on
         return _point_mass(S0, c, L)
     path = _SparsePath(chain, u0, h, tol, carry=True)
@@ -1014,6 +1174,7 @@ def _propagate_sparse(chain: Chain, widths, S0: float, h: float, tol: float, rto
         c=c,
         h=h,
         notes=notes,
+        c_max=chain.c_max if chain.logit else math.inf,
     )
 
 
@@ -1051,13 +1212,24 @@ def _check_accuracy(chain, acc: _Accuracy, ell, n, rtol, h, weight, unres, src):
     )
 
 
+def _prepend(S0: float, res: ChainResult) -> ChainResult:
+    """The result with a deterministic layer 0 (Sigma^(0) = S0) in front."""
+    with np.errstate(divide="ignore"):
+        lm0 = np.arange(4) * math.log(S0) if S0 > 0 else np.array([0.0, -np.inf, -np.inf, -np.inf])
+    res.cumulants = np.vstack([[S0, 0.0, 0.0], res.cumulants])
+    res.log_moments = np.vstack([lm0, res.log_moments])
+    res.error = np.vstack([np.zeros(3), res.error])
+    res.mass = np.concatenate([[1.0], res.mass])
+    return res
+
+
 def _point_mass(S0: float, c: float, L: int) -> ChainResult:
     """S0 at layer 0, then S = c surely (no hidden layer, a zero input, or a chain stuck at its
     lower edge)."""
     vals = np.array([S0] + [c] * L, dtype=float)
     cum = np.zeros((L + 1, 3))
     cum[:, 0] = vals
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0 * log 0 in the k = 0 column
         lm = np.arange(4)[None, :] * np.log(vals)[:, None]
     lm[:, 0] = 0.0
     return ChainResult(
@@ -1115,8 +1287,7 @@ def propagate(
         h = _lattice_step(chain, widths, 1.0, h_factor)
         return _propagate_shift_invariant(chain, widths, log_S0, h, tol, rtol)
     S0 = math.exp(log_S0)
-    h = _lattice_step(chain, widths, S0, h_factor)
-    res = _propagate_sparse(chain, widths, S0, h, tol, rtol)
+    res = _propagate_sparse(chain, widths, S0, h_factor, tol, rtol)
     if chain.scale_invariant and not res.moments_exact:
         from .closed_form import log_raw_moment_recursion
 

@@ -119,7 +119,7 @@ def log_raw_moment_recursion(
     """
     k = np.arange(k_max + 1)
     cache: dict[int, np.ndarray] = {}
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # log_S0 = -inf for a zero input
         row = np.where(k == 0, 0.0, k * log_S0)
         log_cb = math.log(C_b) if C_b > 0 else -math.inf
     rows = [row]

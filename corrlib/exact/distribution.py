@@ -36,9 +36,17 @@ def _check_rng(rng: Any) -> np.random.Generator:
     return np.random.default_rng(rng)
 
 
+#: largest number of samples rvs draws at once (~2 GiB of temporaries)
+MAX_SAMPLES = 2**26
+
+
 def _check_size(size: Any) -> tuple[int, ...] | None:
     if size is None:
         return None
+    if isinstance(size, (str, bytes, float, np.floating)):
+        raise TypeError(
+            f"size must be None, an integer >= 0 or a tuple of integers >= 0; got {size!r}"
+        )
     shape = (size,) if isinstance(size, numbers.Integral) else size
     try:
         shape = tuple(shape)
@@ -186,7 +194,12 @@ class OutputDistribution:
         check_kwargs(kwargs, ("size", "rng"), "rvs")
         shape = _check_size(size)
         gen = _check_rng(rng)
-        m = 1 if shape is None else int(np.prod(shape))
+        m = 1 if shape is None else math.prod(shape)
+        if m > MAX_SAMPLES:
+            raise MemoryError(
+                f"rvs: size={size!r} asks for {m:.3g} samples (~{32 * m / 2**30:.0f} GiB of "
+                f"temporaries); draw at most {MAX_SAMPLES} at a time, in batches"
+            )
         act = self._net.activation
         ap2, am2 = float(act.a_plus) ** 2, float(act.a_minus) ** 2
         logS = np.full(m, self._law.log_S0)

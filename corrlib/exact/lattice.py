@@ -19,6 +19,14 @@ __all__ = ["AccuracyError", "SingleInputResult", "single_input"]
 _LOG_FMAX = math.log(np.finfo(float).max)
 
 
+def _real_array(a: Any, name: str) -> np.ndarray:
+    """``a`` as a float array; TypeError naming ``name`` for anything that is not real."""
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must be real numbers; got {a!r} ({arr.dtype})")
+    return arr.astype(float)
+
+
 class AccuracyError(ArithmeticError):
     """The exact solver cannot reach the requested accuracy for this network and input.
 
@@ -38,9 +46,9 @@ def _overflow_check(values: np.ndarray, name: str) -> np.ndarray:
     if bad.size:
         ell = int(bad[0])
         raise OverflowError(
-            f"{name} of Sigma^({ell}) (layer index {ell}, pre-activation z^({ell + 1})) and "
-            f"beyond exceeds the float64 range; read log_moments (log E[Sigma^k]) instead, or "
-            f"corrlib.exact.collective_log_moments for scale-invariant activations"
+            f"{name} exceeds the float64 range from layer index {ell} on (Sigma^({ell}), the "
+            f"pre-activation z^({ell + 1})); read log_moments (log E[Sigma^k]) instead, or "
+            "corrlib.exact.collective_log_moments for scale-invariant activations"
         )
     return values
 
@@ -75,9 +83,13 @@ class SingleInputResult:
     c : float
         Hard lower edge C_b + C_W inf sigma^2 of Sigma^{(l)}, l >= 1.
     h : float
-        Lattice step in u = log(Sigma - c).
+        Lattice step in u = log(Sigma - c), or in u = logit((Sigma - c)/(c_max - c)) for
+        bounded activations.
     log_S0 : float
         log Sigma^{(0)}.
+    c_max : float
+        Upper edge of the logit lattice (just above C_b + C_W sup sigma^2; inf when the
+        lattice is in log(Sigma - c)).
     """
 
     net: Network
@@ -92,6 +104,7 @@ class SingleInputResult:
     h: float
     log_S0: float
     _cumulants: np.ndarray  # (L+1, 3): E, Var, kappa_3 (inf where beyond float64)
+    c_max: float = math.inf
 
     # ---- the result protocol ---------------------------------------------------------------
     @property
@@ -109,17 +122,19 @@ class SingleInputResult:
     @property
     def mean(self) -> np.ndarray:
         """E Sigma^{(l-1)}, shape (L+1, 1, 1) (one channel)."""
-        return _overflow_check(self._cumulants[:, 0], "E Sigma").reshape(-1, 1, 1).copy()
+        return _overflow_check(self._cumulants[:, 0], "mean (E Sigma)").reshape(-1, 1, 1).copy()
 
     @property
     def V(self) -> np.ndarray:
         """Var Sigma^{(l-1)}, shape (L+1, 1, 1, 1, 1)."""
-        return _overflow_check(self._cumulants[:, 1], "Var Sigma").reshape(-1, 1, 1, 1, 1).copy()
+        return (
+            _overflow_check(self._cumulants[:, 1], "V (Var Sigma)").reshape(-1, 1, 1, 1, 1).copy()
+        )
 
     @property
     def T(self) -> np.ndarray:
         """kappa_3(Sigma^{(l-1)}), shape (L+1,)."""
-        return _overflow_check(self._cumulants[:, 2], "kappa_3(Sigma)").copy()
+        return _overflow_check(self._cumulants[:, 2], "T (kappa_3 of Sigma)").copy()
 
     @property
     def var(self) -> np.ndarray:
@@ -139,9 +154,8 @@ class SingleInputResult:
         By (T4) these are kappa_2, kappa_4 / 3 and kappa_6 / 15 of one output neuron.
         """
         k = check_int(k, "k", minimum=1, maximum=3)
-        return _overflow_check(
-            self._cumulants[:, k - 1], ["E", "Var", "kappa_3 of"][k - 1] + " Sigma"
-        ).copy()
+        name = ["E Sigma", "Var Sigma", "kappa_3 of Sigma"][k - 1]
+        return _overflow_check(self._cumulants[:, k - 1], name).copy()
 
     def normalized_kappa4(self) -> np.ndarray:
         """kappa_4/kappa_2^2 of one output neuron, 3 Var Sigma/(E Sigma)^2 (T4); shape (L+1, 1).
@@ -176,10 +190,14 @@ class SingleInputResult:
         return np.exp(self.logS)
 
     def _u(self) -> np.ndarray:
-        """Lattice coordinates u = log(Sigma - c) of the final law."""
-        if self.c == 0.0:
-            return self.logS
-        return self.logS + np.log(-np.expm1(math.log(self.c) - self.logS))
+        """Lattice coordinates of the final law: log(Sigma - c), or its logit."""
+        y = self.logS
+        if self.c > 0.0:
+            y = y + np.log(-np.expm1(math.log(self.c) - self.logS))
+        if math.isfinite(self.c_max):
+            x = y - math.log(self.c_max - self.c)
+            y = x - np.log(-np.expm1(x))
+        return y
 
     def cdf(self, s) -> np.ndarray:
         """P(Sigma^{(L)} <= s), the atom at ``c`` included; shape of s.
@@ -187,14 +205,25 @@ class SingleInputResult:
         The band-limited (sinc) interpolant of the lattice density, integrated in closed form
         (sine integral): spectrally accurate where the lattice resolves the law.
         """
-        sa = np.asarray(s, dtype=float)
-        out = np.zeros(sa.shape)
+        sa = _real_array(s, "s")
+        out = np.where(np.isnan(sa), np.nan, 0.0)
         above = sa > self.c
         with np.errstate(divide="ignore"):
             u = np.log(sa[above] - self.c)
-        out[above] = self._cdf_u(u)
+        out[above] = self._cdf_u(self._y_to_u(u))
         out[sa >= self.c] += self.atom
         return out
+
+    def _u_to_y(self, u: float) -> float:
+        if not math.isfinite(self.c_max):
+            return u
+        return math.log(self.c_max - self.c) - float(np.logaddexp(0.0, -u))
+
+    def _y_to_u(self, y: np.ndarray) -> np.ndarray:
+        if not math.isfinite(self.c_max):
+            return y
+        x = np.minimum(y - math.log(self.c_max - self.c), -1e-300)
+        return x - np.log(-np.expm1(x))
 
     def _cdf_u(self, u: np.ndarray) -> np.ndarray:
         uj = self._u()
@@ -230,7 +259,7 @@ class SingleInputResult:
         """
         from scipy.optimize import brentq
 
-        qa = np.atleast_1d(np.asarray(q, dtype=float))
+        qa = np.atleast_1d(_real_array(q, "q"))
         shape = np.shape(q)
         if not np.all((qa >= 0.0) & (qa <= 1.0)):
             raise ValueError(f"q must be probabilities in [0, 1]; got {q!r}")
@@ -253,7 +282,12 @@ class SingleInputResult:
             j = int(np.searchsorted(cum, t))
             a, b = uj[max(j - 2, 0)] - self.h, uj[min(j + 2, uj.size - 1)] + self.h
             u = brentq(lambda v, t=t: float(self._cdf_u(np.array([v]))[0]) - t, a, b, xtol=1e-14)
-            out[idx] = self.c + math.exp(u)
+            if u > _LOG_FMAX:
+                raise OverflowError(
+                    f"the {float(qa[idx]):g}-quantile of Sigma^(L) exceeds the float64 range "
+                    f"(log = {u:.1f}); the law scales with Sigma^(0): rescale X"
+                )
+            out[idx] = self.c + math.exp(self._u_to_y(u))
         return out.reshape(shape)
 
     def output_pdf(self, z) -> np.ndarray:
@@ -270,23 +304,25 @@ class SingleInputResult:
         -------
         ndarray, the shape of z
         """
-        z = np.asarray(z, dtype=float)
+        z = _real_array(z, "z")
         logS, w = self._mixture()
         out = np.empty(z.size)
         zf = z.ravel()
         lw = np.log(np.maximum(w, 1e-320)) - 0.5 * (logS + math.log(2 * math.pi))
+        inv_sd = np.exp(-0.5 * logS)
         for a in range(0, zf.size, 512):
-            zz = zf[a : a + 512, None] ** 2
-            with np.errstate(under="ignore"):
-                out[a : a + 512] = np.exp(lw[None, :] - 0.5 * zz * np.exp(-logS)[None, :]).sum(1)
+            with np.errstate(under="ignore", over="ignore"):
+                x = zf[a : a + 512, None] * inv_sd[None, :]
+                out[a : a + 512] = np.exp(lw[None, :] - 0.5 * x * x).sum(1)
         return out.reshape(z.shape)
 
     def output_cdf(self, z) -> np.ndarray:
         """P(z^{(L+1)} <= z), atoms included; shape of z."""
-        z = np.asarray(z, dtype=float)
+        z = _real_array(z, "z")
         logS, w = self._mixture()
         zf = z.ravel()
-        out = special.ndtr(zf[:, None] * np.exp(-0.5 * logS)[None, :]) @ w
+        with np.errstate(over="ignore"):
+            out = special.ndtr(zf[:, None] * np.exp(-0.5 * logS)[None, :]) @ w
         if self.c == 0.0 and self.atom > 0:
             out = out + self.atom * (zf >= 0)
         return out.reshape(z.shape)
@@ -356,7 +392,7 @@ def single_input(
         which for any C_b is the same chain with C_b = 0 (T16).
     h_factor : float
         Lattice step ``h = h_factor * w / 3`` where ``w = min(sqrt(2/n), column width, 0.1)``;
-        smaller is more accurate and slower. In (0, 10].
+        smaller is more accurate and slower (the cost grows like 1/h_factor^2). In [0.25, 10].
     tol : float
         Trimming threshold: lattice tails with relative mass (and, where the lattice carries
         the moments, relative ``p Sigma^k``, k <= 3) below ``tol`` are dropped each layer.
@@ -413,7 +449,7 @@ def single_input(
     """
     X = resolve_X(X, kwargs, "single_input", _PARAMS)
     check_network(net)
-    h_factor = check_real(h_factor, "h_factor", minimum=0.0, maximum=10.0, strict_min=True)
+    h_factor = check_real(h_factor, "h_factor", minimum=0.25, maximum=10.0)
     tol = check_real(tol, "tol", minimum=0.0, maximum=1e-3, strict_min=True)
     rtol = check_real(rtol, "rtol", minimum=0.0, maximum=1.0, strict_min=True, strict_max=True)
     z_band = check_real(z_band, "z_band", minimum=5.0, maximum=40.0)
@@ -462,4 +498,5 @@ def single_input(
         h=float(r.h),
         log_S0=float(log_S0),
         _cumulants=r.cumulants,
+        c_max=float(r.c_max),
     )
