@@ -812,7 +812,7 @@ class _Sources:
     indptr: np.ndarray
     deg: np.ndarray  # 1 where g == 0 (S' = c surely)
     unres: np.ndarray
-    cum: np.ndarray  # (3, hi-lo): exact mean, variance, kappa_3 of S' given the source
+    cum: np.ndarray  # (3, hi-lo): exact (E S' - c)/s, Var S'/s^2, kappa_3(S')/s^3
 
 
 class _SparsePath:
@@ -841,10 +841,14 @@ class _SparsePath:
 
     # ---- columns -------------------------------------------------------------------------
     def _build(self, n: int, s: np.ndarray):
-        """Columns, degenerate flags, unresolved errors and exact cumulants for sources s."""
+        """Columns, degenerate flags, unresolved errors and the exact cumulants of S' given s,
+        relative to s: ((E S' - c)/s, Var S'/s^2, kappa_3(S')/s^3) (no under- or overflow for
+        tiny or huge sources)."""
         chain = self.chain
-        mu, var, k3 = chain.cond_cumulants(s, n)
-        deg = (mu - chain.c) <= 0.0
+        e1, var, k3 = chain.g_cumulants(s)
+        C = chain.C_W
+        rel = np.vstack([C * e1, C * C * var / n, C**3 * k3 / (n * n)])
+        deg = e1 <= 0.0
         cols = [(0, np.zeros(0))] * s.size
         unres = np.zeros(s.size)
         live = np.nonzero(~deg)[0]
@@ -853,7 +857,7 @@ class _SparsePath:
             for q, b in enumerate(live):
                 cols[b] = c2[q]
             unres[live] = u2
-        return cols, deg.astype(float), unres, np.vstack([mu, var, k3])
+        return cols, deg.astype(float), unres, rel
 
     def point_column(self, n: int, s: float):
         key = (n, s)
@@ -1135,7 +1139,7 @@ def _propagate_sparse(chain: Chain, widths, S0: float, h_factor: float, tol: flo
     for ell, n in enumerate(widths, start=1):
         (y, off, atom), (w, src, scum), unres = path.step(n, law, ell)
         W = float(w.sum())
-        r = float(w @ scum[0]) / W
+        r = c + float(w @ (src * scum[0])) / W  # exact E Sigma^(ell) given the previous law
         if r <= 0.0:  # everything sits at c = 0, absorbing
             cum[ell:] = 0.0
             lm[ell:] = [0.0, -np.inf, -np.inf, -np.inf]
@@ -1143,10 +1147,12 @@ def _propagate_sparse(chain: Chain, widths, S0: float, h_factor: float, tol: flo
             law = (np.zeros(0), 0, atom)
             break
         log_r = math.log(r)
-        pred = _mixture_cumulants(w, scum[0] / r, scum[1] / r**2, scum[2] / r**3)
+        x = src / r
+        mu_r = c / r + x * scum[0]
+        pred = _mixture_cumulants(w, mu_r, x * x * scum[1], x**3 * scum[2])
         y, off, floor = path.trim(y, off, log_r)
         lat, lm[ell] = path.cumulants(y, off, atom, log_r)
-        w3 = w * (scum[0] / r) ** 3
+        w3 = w * mu_r**3
         u = max(float(w @ unres) / W, float(w3 @ unres) / max(float(w3.sum()), 1e-300))
         acc.update(ell, pred, lat, u, path.carry)
         mass[ell] = lat[0]

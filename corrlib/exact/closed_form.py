@@ -122,28 +122,52 @@ def log_raw_moment_recursion(
     with np.errstate(divide="ignore", invalid="ignore"):  # log_S0 = -inf for a zero input
         row = np.where(k == 0, 0.0, k * log_S0)
         log_cb = math.log(C_b) if C_b > 0 else -math.inf
+    if C_b == 0.0:
+        return _product_law(row, widths, k_max, a_plus, a_minus, C_W)
     rows = [row]
     for n in widths:
         if n not in cache:
             cache[n] = log_factor_moments(int(n), k_max, a_plus, a_minus, C_W)
         lx = cache[n] + row
-        if C_b == 0.0:
-            row = lx
-        else:
-            new = np.empty(k_max + 1)
-            for kk in range(k_max + 1):
-                i = np.arange(kk + 1)
-                logc = (
-                    special.gammaln(kk + 1.0)
-                    - special.gammaln(i + 1.0)
-                    - special.gammaln(kk - i + 1.0)
-                )
-                with np.errstate(invalid="ignore"):
-                    cb = np.where(kk - i > 0, (kk - i) * log_cb, 0.0)
-                new[kk] = special.logsumexp(logc + cb + lx[i])
-            row = new
+        new = np.empty(k_max + 1)
+        for kk in range(k_max + 1):
+            i = np.arange(kk + 1)
+            logc = (
+                special.gammaln(kk + 1.0) - special.gammaln(i + 1.0) - special.gammaln(kk - i + 1.0)
+            )
+            with np.errstate(invalid="ignore"):
+                cb = np.where(kk - i > 0, (kk - i) * log_cb, 0.0)
+            new[kk] = special.logsumexp(logc + cb + lx[i])
+        row = new
         rows.append(row.copy())
     return np.array(rows)
+
+
+def _product_law(row0: np.ndarray, widths, k_max: int, a_plus, a_minus, C_W) -> np.ndarray:
+    """(T14): log E S_l^k = log E S_0^k + sum_{l' <= l} log E X_{l'}^k, summed so that the
+    rounding stays at a few ulp of the result at any depth (counts of each distinct width
+    times its log-moment, or a compensated running sum for many distinct widths)."""
+    distinct = sorted({int(n) for n in widths})
+    if not distinct:
+        return row0[None, :]
+    lf = np.array([log_factor_moments(n, k_max, a_plus, a_minus, C_W) for n in distinct])
+    pos = {n: j for j, n in enumerate(distinct)}
+    idx = np.array([pos[int(n)] for n in widths])
+    if len(distinct) <= 64:
+        onehot = np.zeros((len(widths) + 1, len(distinct)))
+        onehot[np.arange(1, len(widths) + 1), idx] = 1.0
+        with np.errstate(invalid="ignore"):
+            return row0[None, :] + np.cumsum(onehot, axis=0) @ lf
+    out = np.empty((len(widths) + 1, k_max + 1))
+    out[0] = row0
+    acc, comp = np.zeros(k_max + 1), np.zeros(k_max + 1)  # Kahan summation
+    for ell, j in enumerate(idx, start=1):
+        y = lf[j] - comp
+        t = acc + y
+        comp = (t - acc) - y
+        acc = t
+        out[ell] = row0 + acc
+    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -325,6 +325,8 @@ class SingleInputResult:
             out = special.ndtr(zf[:, None] * np.exp(-0.5 * logS)[None, :]) @ w
         if self.c == 0.0 and self.atom > 0:
             out = out + self.atom * (zf >= 0)
+        # normalized by the lattice's mass (1 up to the trimming tol); rounding clipped
+        out = np.clip(out / (float(w.sum()) + (self.atom if self.c == 0.0 else 0.0)), 0.0, 1.0)
         return out.reshape(z.shape)
 
     def _mixture(self):
