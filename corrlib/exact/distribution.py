@@ -72,6 +72,22 @@ class OutputDistribution:
     (T14). For one-sided activations (ReLU) with C_b = 0 the law has an atom at 0 of mass
     :attr:`atom` (every neuron of some layer off); :meth:`pdf` is the density of the continuous
     part, :meth:`cdf` and :meth:`sf` include the atom. Built by :func:`output_distribution`.
+
+    Examples
+    --------
+    One ReLU layer of width 1 (C_W = 2, x = 1, so Sigma^{(0)} = 2): Sigma^{(1)} = 4 xi'^2
+    [xi' > 0], so z = 0 with probability 1/2, E z^2 = 2 (T15) and E|z| = 2 E|xi'| E|xi| / 2
+    = 2/pi.
+
+    >>> import math, corrlib
+    >>> from corrlib.exact import output_distribution
+    >>> d = output_distribution(corrlib.Network((1, 1, 1), "relu", C_W=2.0), [[1.0]])
+    >>> d.atom, d.moment(2), float(d.sf(0.0))
+    (0.5, 2.0, 0.25)
+    >>> round(d.abs_moment(1.0), 12) == round(2 / math.pi, 12)
+    True
+    >>> d.rvs((2, 3), rng=0).shape
+    (2, 3)
     """
 
     def __init__(self, net: Network, X: np.ndarray, directions, law: SingleInputResult):

@@ -8,7 +8,7 @@ array of length ``n_0`` is accepted as one input), like the rest of corrlib. The
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -18,10 +18,10 @@ from ..model.network import Network
 
 __all__ = [
     "check_closed_form",
+    "check_closed_form_cost",
     "check_k_max",
     "check_network",
     "initial_log_variance",
-    "initial_variance",
     "resolve_X",
     "single_row",
 ]
@@ -162,25 +162,6 @@ def initial_log_variance(net: Network, X: Any, directions: Any = None) -> float:
     return log_part
 
 
-def initial_variance(net: Network, X: Any, directions: Any = None) -> float:
-    """Sigma^{(0)} (T2) as a float.
-
-    Raises
-    ------
-    OverflowError
-        When Sigma^{(0)} exceeds the float64 range (an input norm above ~1e154).
-    """
-    ls0 = initial_log_variance(net, X, directions)
-    if ls0 > math.log(np.finfo(float).max):
-        raise OverflowError(
-            f"Sigma^(0) = C_b + C_W |X|^2/n_0 exceeds the float64 range (log Sigma^(0) = "
-            f"{ls0:.1f}); rescale X. For scale-invariant activations the law scales with "
-            "Sigma^(0): corrlib.exact.collective_log_moments and log_output_moments accept any "
-            "finite input"
-        )
-    return math.exp(ls0) if ls0 > -math.inf else 0.0
-
-
 def check_closed_form(net: Network, directions: Any, func: str) -> tuple[float, float]:
     """(a_+, a_-) of a scale-invariant activation; the closed form's preconditions enforced."""
     act = check_network(net).activation
@@ -197,10 +178,3 @@ def check_closed_form(net: Network, directions: Any, func: str) -> tuple[float, 
             "given via `directions`, accept any C_b by (T16))."
         )
     return float(act.a_plus), float(act.a_minus)
-
-
-def deprecated_alias(kwargs: Mapping[str, Any], old: str, new: str, func: str) -> Any:
-    """Pop a deprecated keyword ``old`` (renamed ``new``) from ``kwargs`` with a warning."""
-    value = kwargs.pop(old)  # type: ignore[attr-defined]
-    warn_deprecated(f"{func}({old}=...)", f"{func}({new}=...)", stacklevel=4)
-    return value
