@@ -53,7 +53,7 @@ H_CAP = 0.1  # lattice step cap (times h_factor / 3): log(chi2_k) densities are 
 XI_MAX = 10.0  # quadrature range of xi
 PANEL_DT = 0.5  # panel width in t = asinh(sqrt(s) xi), the activation's feature scale |z| ~ 1
 THETA_SD = 10.0  # first Fourier range: theta up to THETA_SD / sd(W)
-COL_TOL = 1e-20  # column entries below COL_TOL * max are dropped
+COL_TOL = 1e-17  # column entries below COL_TOL * max are dropped
 MAX_THETA = 1 << 15  # Fourier nodes per source at most (beyond: the column is unresolved)
 MAX_FINE_PANELS = 128  # quadrature panels of the per-source refinement at most
 CHUNK = 500_000  # elements of one temporary (sources x theta x nodes) block
@@ -407,11 +407,15 @@ class Chain:
     def _chernoff(n: int, g: np.ndarray, wq: np.ndarray, side: float) -> np.ndarray:
         """Where the Chernoff bound of W = sum of n copies of g reaches e^{-46}: the largest w
         with P(W <= w) <= e^{-46} (side = -1) or the smallest with P(W >= w) <= e^{-46}
-        (side = +1), from one neuron's quadrature law (g, wq), each (B, N)."""
+        (side = +1), from one neuron's quadrature law (g, wq), each (B, N). A coarse grid of
+        t only widens the band (the bound holds for every t)."""
+        ref = np.max(g, axis=1) if side > 0 else np.min(g, axis=1)
         span = np.maximum(np.max(g, axis=1) - np.min(g, axis=1), 1e-300)
-        t = np.geomspace(1e-3, 1e5, 81)[None, :] / span[:, None]  # (B, T)
-        logw = np.log(np.maximum(wq, 1e-320))
-        lam = special.logsumexp(side * t[:, :, None] * g[:, None, :] + logw[:, None, :], axis=2)
+        t = np.geomspace(1e-3, 1e5, 17)[None, :] / span[:, None]  # (B, T)
+        d = side * (g - ref[:, None])  # <= 0: no overflow
+        mgf = np.einsum("btn,bn->bt", np.exp(t[:, :, None] * d[:, None, :]), wq)
+        with np.errstate(divide="ignore"):
+            lam = side * t * ref[:, None] + np.log(mgf)  # log E exp(side t g)
         bound = (46.0 + n * lam) / t  # P(side * W >= bound) <= e^{-46}
         return side * np.min(bound, axis=1)
 
@@ -825,13 +829,37 @@ class _SparsePath:
         self.mats: dict[int, _Sources] = {}
         self.fixed: dict[tuple, tuple] = {}  # columns of the atom / initial point sources
         self.log_c = math.log(chain.c) if chain.c > 0 else -math.inf
+        self._ls_lo, self._ls = 0, np.zeros(0)  # cache of log S over lattice indices
 
-    def logS(self, i: np.ndarray) -> np.ndarray:
+    def _logS_direct(self, i: np.ndarray) -> np.ndarray:
         y = self.chain.u_to_y(self.u0 + np.asarray(i, dtype=float) * self.h)
         return np.logaddexp(self.log_c, y) if self.chain.c > 0 else y
 
+    def logS_range(self, off: int, size: int) -> np.ndarray:
+        """log S at the lattice indices off..off+size-1 (a view into a growing cache)."""
+        lo, hi = off, off + size
+        if lo < self._ls_lo or hi > self._ls_lo + self._ls.size:
+            pad = max(size // 2, 64)
+            lo2 = min(lo, self._ls_lo if self._ls.size else lo) - pad
+            hi2 = max(hi, self._ls_lo + self._ls.size) + pad
+            self._ls_lo, self._ls = lo2, self._logS_direct(np.arange(lo2, hi2))
+        return self._ls[lo - self._ls_lo : hi - self._ls_lo]
+
+    def logS(self, i: np.ndarray) -> np.ndarray:
+        i = np.asarray(i)
+        if i.size == 0:
+            return np.zeros(0)
+        lo = int(i.min())
+        return self.logS_range(lo, int(i.max()) + 1 - lo)[i - lo]
+
+    def S_range(self, off: int, size: int, layer: int) -> np.ndarray:
+        return self._checked_exp(self.logS_range(off, size), layer)
+
     def S(self, i: np.ndarray, layer: int) -> np.ndarray:
-        ls = self.logS(i)
+        return self._checked_exp(self.logS(i), layer)
+
+    @staticmethod
+    def _checked_exp(ls: np.ndarray, layer: int) -> np.ndarray:
         if np.any(ls > _LOG_FMAX - 1.0):
             raise OverflowError(
                 f"single_input: Sigma^({layer - 1}) reaches {float(ls.max()):.0f} in log, beyond "
@@ -941,18 +969,17 @@ class _SparsePath:
             if p.size:
                 src = self._matrix(n, poff, poff + p.size, layer)
                 a, b = poff - src.lo, poff + p.size - src.lo
+                # the columns a..b-1 times p (the matrix spans every source visited so far)
                 ip = src.indptr
-                sub = sparse.csc_matrix(
-                    (
-                        src.M.data[ip[a] : ip[b]],
-                        src.M.indices[ip[a] : ip[b]],
-                        ip[a : b + 1] - ip[a],
-                    ),
-                    shape=(src.M.shape[0], b - a),
+                part = (
+                    src.M.data[ip[a] : ip[b]],
+                    src.M.indices[ip[a] : ip[b]],
+                    ip[a : b + 1] - ip[a],
                 )
+                sub = sparse.csc_matrix(part, shape=(src.M.shape[0], b - a))
                 y, off = sub @ p, src.r_lo
                 atom = pa * p.sum() + float(p @ src.deg[a:b])
-                S = self.S(poff + np.arange(p.size), layer)
+                S = self.S_range(poff, p.size, layer)
                 blocks.append((p, S, src.cum[:, a:b], src.unres[a:b]))
             if patom > 0.0:
                 if chain.c == 0.0:  # S = 0 is absorbing
@@ -965,10 +992,13 @@ class _SparsePath:
                     blocks.append(
                         (np.array([patom]), np.array([chain.c]), cum[:, None], np.array([unres]))
                     )
-        w = np.concatenate([bk[0] for bk in blocks])
-        src = np.concatenate([bk[1] for bk in blocks])
-        cum = np.concatenate([bk[2] for bk in blocks], axis=1)
-        unres = np.concatenate([bk[3] for bk in blocks])
+        if len(blocks) == 1:
+            w, src, cum, unres = blocks[0]
+        else:
+            w = np.concatenate([bk[0] for bk in blocks])
+            src = np.concatenate([bk[1] for bk in blocks])
+            cum = np.concatenate([bk[2] for bk in blocks], axis=1)
+            unres = np.concatenate([bk[3] for bk in blocks])
         return (y, off, atom), (w, src, cum), unres
 
     # ---- trimming and moments ----------------------------------------------------------------
@@ -983,18 +1013,20 @@ class _SparsePath:
             return y[:0], off, 1.0
         y = y[nz[0] : nz[-1] + 1]
         off += int(nz[0])
-        ks = (0, 1, 2, 3) if self.carry else (0,)
-        with np.errstate(divide="ignore"):
-            ly = np.log(y)
-        lx = self.logS(off + np.arange(y.size)) - log_r
+        weights = y[None, :]
+        if self.carry:  # p (S/S_max)^k, k = 0..3: no overflow; underflow only where negligible
+            lx = self.logS_range(off, y.size)
+            xs = np.exp(lx - lx.max())
+            weights = np.empty((4, y.size))
+            weights[0] = y
+            for k in (1, 2, 3):
+                np.multiply(weights[k - 1], xs, out=weights[k])
+        cw = np.cumsum(weights, axis=1)
         left, right = y.size, -1
-        for k in ks:
-            lw = ly + k * lx
-            wk = np.exp(lw - lw.max())
-            cw = np.cumsum(wk)
-            tot = cw[-1]
-            left = min(left, int(np.searchsorted(cw, self.tol * tot, side="right")))
-            right = max(right, int(np.searchsorted(cw, (1.0 - self.tol) * tot, side="left")))
+        for row in cw:
+            tot = row[-1]
+            left = min(left, int(np.searchsorted(row, self.tol * tot, side="right")))
+            right = max(right, int(np.searchsorted(row, (1.0 - self.tol) * tot, side="left")))
         right = min(max(right, left), y.size - 1)
         kept = y[left : right + 1]
         floor = float(min(kept[0], kept[-1]) / kept.max())
@@ -1002,15 +1034,22 @@ class _SparsePath:
 
     def cumulants(self, y: np.ndarray, off: int, atom: float, log_r: float):
         """(mass, E, Var, kappa_3) scaled by r, and log E[S^k], k = 0..3, of a lattice law."""
-        x = np.exp(self.logS(off + np.arange(y.size)) - log_r)
+        x = np.exp(self.logS_range(off, y.size) - log_r)
         c_r = self.chain.c * math.exp(-log_r)
-        w = np.concatenate([y, [atom]])
-        xs = np.concatenate([x, [c_r]])
-        z = np.zeros(xs.size)
-        cum = _mixture_cumulants(w, xs, z, z)
+        wx = y * x
+        wx2 = wx * x
+        m = np.array([y.sum(), wx.sum(), wx2.sum(), (wx2 * x).sum()])
+        m += atom * c_r ** np.arange(4)
+        W = m[0]
+        E = m[1] / W
+        d = x - E
+        dc = c_r - E
+        dd = y * d * d
+        V = (dd.sum() + atom * dc * dc) / W
+        K3 = (float(dd @ d) + atom * dc**3) / W
         with np.errstate(divide="ignore"):
-            lm = np.log([float(w @ xs**k) for k in range(4)]) + np.arange(4) * log_r
-        return cum, lm - lm[0]
+            lm = np.log(m) + np.arange(4) * log_r
+        return np.array([W, E, V, K3]), lm - lm[0]
 
 
 def _saturation(chain: Chain, s: float) -> float:
@@ -1174,7 +1213,7 @@ def _propagate_sparse(chain: Chain, widths, S0: float, h_factor: float, tol: flo
         error=acc.err[:, 1:].copy(),
         mass=mass,
         law_error=float(acc.err[:, 0].max()),
-        logS=path.logS(off + np.arange(y.size)),
+        logS=path.logS_range(off, y.size).copy(),
         p=y,
         atom=float(atom),
         c=c,

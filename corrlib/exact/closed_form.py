@@ -176,7 +176,7 @@ def _product_law(row0: np.ndarray, widths, k_max: int, a_plus, a_minus, C_W) -> 
 
 
 def _prepare(net: Any, X: Any, k_max: Any, kwargs: dict, func: str) -> tuple[Any, int]:
-    X = resolve_X(X, kwargs, func, ("X", "k_max", "directions"))
+    X = resolve_X(X, kwargs, func, ("X", "k_max", "directions"), stacklevel=5)
     if k_max is None:
         raise TypeError(f"{func}() missing required argument 'k_max' (the highest power)")
     return X, check_k_max(k_max)

@@ -39,7 +39,9 @@ def check_network(net: Any) -> Network:
     return net
 
 
-def resolve_X(X: Any, kwargs: dict, func: str, params: Iterable[str]) -> Any:
+def resolve_X(
+    X: Any, kwargs: dict, func: str, params: Iterable[str], *, stacklevel: int = 4
+) -> Any:
     """The input ``X``, honouring the deprecated keyword ``x=``; unknown keywords are rejected.
 
     Parameters
@@ -52,12 +54,14 @@ def resolve_X(X: Any, kwargs: dict, func: str, params: Iterable[str]) -> Any:
         Name of the calling function, for messages.
     params : iterable of str
         The keyword parameters ``func`` accepts (for the did-you-mean of unknown ones).
+    stacklevel : int
+        Of the DeprecationWarning (4: the caller of a public function calling this directly).
     """
     if "x" in kwargs:
         old = kwargs.pop("x")
         if X is not None:
             raise TypeError(f"{func}() got both X and the deprecated x; pass X only")
-        warn_deprecated(f"{func}(x=...)", f"{func}(X=...)", stacklevel=4)
+        warn_deprecated(f"{func}(x=...)", f"{func}(X=...)", stacklevel=stacklevel)
         X = old
     check_kwargs(kwargs, tuple(params), func)
     if X is None:

@@ -409,8 +409,10 @@ def single_input(
     Where the estimated error exceeds ``rtol`` the call raises :class:`AccuracyError` naming
     the quantity, the layer, the error and its cause (e.g. a tiny width, a saturating
     activation at a large input norm, a lattice too coarse) and what to use instead.
-    Measured: tanh at n = 16..4096 and L/n <= 32 stays below 1e-8; relu, linear and leaky
-    relu (any slope, n >= 1) are exact.
+    Measured estimates (max over layers and cumulants; benchmarks/results/exact*.csv): tanh at
+    criticality 1e-10..1e-9 for n = 256..4096 up to L = 8192, 1e-10 at n = 32 (L = 64),
+    4e-8 at n = 16 (L = 64, 2e-7 at L = 300); the estimate exceeded the change under
+    refinement in every case tested. relu, linear and leaky relu (any slope, n >= 1) are exact.
 
     Parameters
     ----------
@@ -452,11 +454,13 @@ def single_input(
 
     Notes
     -----
-    Known limitation: activations whose sigma^2 is nearly flat at its infimum (gelu, swish at
-    criticality) are slow at small widths, n = 32..96 (critical gelu at L = 16: n = 64 in a
-    few seconds). One neuron's law of ``g`` is then almost an atom and each column needs the
-    finer per-source Fourier path. Widths n <= 8 of tanh-like activations are slow and, below
-    n ~ 4, outside the domain (AccuracyError).
+    Known limitations (docs/theory.md section 10): activations whose sigma^2 is nearly flat at
+    its infimum (gelu, swish at criticality) need the finer per-source Fourier path at small
+    widths (critical gelu, L = 16: n = 64 in ~4 s; n = 32 is outside the domain at the
+    default rtol). tanh-like activations at n <= 8, saturated inputs of bounded activations
+    (tanh from Sigma^{(0)} ~ 9 at n = 16) and n ~ 1e6 raise AccuracyError. The cost grows
+    with L for activations whose law keeps moving (tanh at criticality: new columns every
+    layer; about 0.2 s per layer at n = 16).
 
     Examples
     --------
