@@ -7,6 +7,7 @@ import numbers
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import special
 
 from .._util import binom_logpmf, check_kwargs, check_real, warn_deprecated
@@ -106,15 +107,15 @@ class OutputDistribution:
         """P(z = 0)."""
         return self._law.atom if self._law.c == 0.0 else 0.0
 
-    def pdf(self, z) -> np.ndarray:
+    def pdf(self, z: ArrayLike) -> np.ndarray:
         """Density at z (continuous part); shape of z."""
         return self._law.output_pdf(z)
 
-    def cdf(self, z) -> np.ndarray:
+    def cdf(self, z: ArrayLike) -> np.ndarray:
         """P(Z <= z), the atom at 0 included for z >= 0; shape of z."""
         return self._law.output_cdf(z)
 
-    def sf(self, z) -> np.ndarray:
+    def sf(self, z: ArrayLike) -> np.ndarray:
         """P(Z > z); shape of z.
 
         By symmetry of the continuous part, P(Z > z) = P(Z < -z) = cdf(-z) minus the atom

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import special
 
 from .._util import check_int, check_real, tidy_frame, warn_deprecated
 from ..model.network import Network
 from . import _chain
 from .inputs import check_network, initial_log_variance, resolve_X
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["AccuracyError", "SingleInputResult", "single_input"]
 
@@ -200,7 +204,7 @@ class SingleInputResult:
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(m > 0, 15.0 * T / m**3, np.nan)[:, None]
 
-    def to_frame(self):
+    def to_frame(self) -> pd.DataFrame:
         """Tidy DataFrame (``corrlib._util.tidy_frame``): quantities "mean", "V", "T".
 
         Columns ``layer, quantity, a, b, c, d, value, se``; ``layer`` is l = 1..L+1
@@ -227,7 +231,7 @@ class SingleInputResult:
             y = x - np.log(-np.expm1(x))
         return y
 
-    def cdf(self, s) -> np.ndarray:
+    def cdf(self, s: ArrayLike) -> np.ndarray:
         """P(Sigma^{(L)} <= s), the atom at ``c`` included; shape of s.
 
         The band-limited (sinc) interpolant of the lattice density, integrated in closed form
@@ -259,7 +263,7 @@ class SingleInputResult:
         si, _ = special.sici(x)
         return np.clip((0.5 + si / np.pi) @ self.p, 0.0, None)
 
-    def quantile(self, q) -> np.ndarray:
+    def quantile(self, q: ArrayLike) -> np.ndarray:
         """Quantiles of Sigma^{(L)} (inverse of :meth:`cdf`, the atom at ``c`` included).
 
         Parameters
@@ -318,7 +322,7 @@ class SingleInputResult:
             out[idx] = self.c + math.exp(self._u_to_y(u))
         return out.reshape(shape)
 
-    def output_pdf(self, z) -> np.ndarray:
+    def output_pdf(self, z: ArrayLike) -> np.ndarray:
         """Density of one output neuron z^{(L+1)}: a Gaussian scale mixture over Sigma^{(L)} (T3).
 
         If ``c = 0`` and ``atom > 0`` (ReLU-type, C_b = 0) the output has an atom
@@ -344,7 +348,7 @@ class SingleInputResult:
                 out[a : a + 512] = np.exp(lw[None, :] - 0.5 * x * x).sum(1)
         return out.reshape(z.shape)
 
-    def output_cdf(self, z) -> np.ndarray:
+    def output_cdf(self, z: ArrayLike) -> np.ndarray:
         """P(z^{(L+1)} <= z), atoms included; shape of z."""
         z = _real_array(z, "z")
         logS, w = self._mixture()
