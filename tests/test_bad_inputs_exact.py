@@ -461,43 +461,34 @@ _TANH = corrlib.get_activation("tanh")
 
 
 @pytest.mark.parametrize(
-    "act, match",
+    "kwargs, exc, match",
     [
-        (
-            corrlib.Activation("mt", f=math.tanh, df=_TANH.df),
-            r"'mt' must map an ndarray.*vectorized",
-        ),
-        (
-            corrlib.Activation("nanact", f=lambda z: np.full_like(z, np.nan), df=_TANH.df),
-            r"'nanact' must be finite on the real line; got .*nan",
-        ),
-        (
-            corrlib.Activation("scal", f=lambda z: 1.0, df=lambda z: 0.0),
-            r"'scal' must return an array",
-        ),
-        (
-            corrlib.Activation("boom", f=lambda z: 1 / 0, df=_TANH.df),
-            r"'boom' must map .*ZeroDivisionError",
-        ),
-        (
-            corrlib.Activation("expact", f=np.exp, df=np.exp),
-            r"'expact' grows too fast.*polynomially",
-        ),
+        ({"f": math.tanh, "df": _TANH.df}, TypeError, r"'mt': f must be vectorized"),
+        ({"f": lambda z: np.full_like(z, np.nan), "df": _TANH.df}, ValueError, r"finite.*nan"),
+        ({"f": lambda z: 1.0, "df": lambda z: 0.0}, TypeError, r"must return an array"),
+        ({"f": lambda z: 1 / 0, "df": _TANH.df}, TypeError, r"ZeroDivisionError"),
     ],
 )
-def test_broken_user_activation_is_named(act, match):
-    with pytest.raises(ValueError, match=match):
+def test_broken_user_activation_is_refused_before_the_solver(kwargs, exc, match):
+    """Non-vectorized, NaN, scalar or raising activations cannot even be built (the model
+    checks them at construction), so the solver never sees them."""
+    with pytest.raises(exc, match=match):
+        corrlib.Activation("mt", **kwargs)
+
+
+def test_too_fast_growing_activation_is_named_by_the_solver():
+    """exp is a valid activation, but its Gaussian integrals leave the solver's range."""
+    act = corrlib.Activation("expact", f=np.exp, df=np.exp)
+    with pytest.raises(ValueError, match=r"'expact' grows too fast.*polynomially"):
         single_input(corrlib.Network.uniform(act, 16, 3), [[1.0]])
 
 
-def test_user_relu_not_declared_scale_invariant_points_to_scale_invariant():
+def test_user_relu_is_recognised_as_scale_invariant_and_solved_exactly():
+    """A user ReLU without declared slopes: the model infers a_+ = 1, a_- = 0 from f, so the
+    solver uses the exact (T14) column and E Sigma stays at 2 (ReLU, C_W = 2)."""
     act = corrlib.Activation("myrelu", f=lambda z: np.maximum(z, 0.0), df=lambda z: (z > 0) * 1.0)
-    with pytest.raises(
-        AccuracyError, match=r"infimum on a set of probability 0.5.*scale_invariant"
-    ):
-        single_input(corrlib.Network.uniform(act, 16, 3), [[1.0]])
-    relu = corrlib.scale_invariant(1.0, 0.0)
-    same = single_input(corrlib.Network.uniform(relu, 16, 3, C_W=2.0), [[1.0]])
+    assert act.is_scale_invariant
+    same = single_input(corrlib.Network.uniform(act, 16, 3, C_W=2.0), [[1.0]])
     np.testing.assert_allclose(same.cumulants(1), 2.0, rtol=1e-12)
 
 
@@ -508,7 +499,7 @@ def test_user_relu_not_declared_scale_invariant_points_to_scale_invariant():
         corrlib.Activation(
             "tanh",
             f=lambda z: 1.7159 * np.tanh(2 * z / 3),
-            df=lambda z: 1.14393 / np.cosh(2 * z / 3) ** 2,
+            df=lambda z: 1.7159 * 2 / 3 / np.cosh(2 * z / 3) ** 2,
         ),
         corrlib.get_activation("sin"),
         corrlib.Activation("twosin", f=lambda z: 2 + np.sin(z), df=np.cos),  # inf sigma^2 = 1 > 0
