@@ -15,7 +15,7 @@ The names below are the public API; submodules are imported on first use.
 
 from __future__ import annotations
 
-import importlib
+import importlib as _importlib
 
 from . import _compat
 
@@ -41,12 +41,17 @@ _API = {
     "infinite_width_kernel": "theory.kernels",
     "finite_width": "theory.recursion",
     "FiniteWidthResult": "theory.recursion",
+    # theory: the whole single-input hierarchy to any order in 1/n (T19)-(T27)
+    "hierarchy": "theory.expansion",
+    "HierarchyResult": "theory.expansion",
+    "HierarchyWarning": "theory.expansion",
     # Monte Carlo (T3)
     "sample_collective": "montecarlo.samplers",
     "sample_outputs": "montecarlo.samplers",
     "estimate_cumulants": "montecarlo.estimators",
     "CumulantEstimate": "montecarlo.estimators",
     "MonteCarloTask": "montecarlo.estimators",
+    "HeavyTailWarning": "montecarlo.tails",
     # companion: parameter sweeps
     "sweep": "companion.sweeps",
     "SweepCacheWarning": "companion.sweeps",
@@ -61,18 +66,18 @@ _compat.install()
 
 def __getattr__(name: str):
     if name in _API:
-        value = getattr(importlib.import_module(f".{_API[name]}", __name__), name)
+        value = getattr(_importlib.import_module(f".{_API[name]}", __name__), name)
         globals()[name] = value
         return value
     if name in _SUBPACKAGES:
-        module = importlib.import_module(f".{name}", __name__)
+        module = _importlib.import_module(f".{name}", __name__)
         globals()[name] = module
         return module
     old = f"{__name__}.{name}"
     if old in _compat.MOVED_MODULES:  # corrlib.kernels etc.: deprecated module attributes
-        return importlib.import_module(old)
+        return _importlib.import_module(old)
     raise AttributeError(f"module 'corrlib' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(__all__))
+    return sorted(__all__)

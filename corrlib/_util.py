@@ -117,8 +117,20 @@ def _range_text(kind: str, minimum, maximum) -> str:
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest candidate, or an empty string."""
-    close = difflib.get_close_matches(str(name), sorted(candidates), n=1, cutoff=0.6)
+    """`` (did you mean 'x'?)`` for the closest candidate, or an empty string.
+
+    A candidate equal up to case wins (``C_w`` -> ``C_W``), then the closest by difflib.
+
+    Examples
+    --------
+    >>> did_you_mean("C_w", ["C_W", "C_b"])
+    " (did you mean 'C_W'?)"
+    >>> did_you_mean("widht", ["width", "depth"])
+    " (did you mean 'width'?)"
+    """
+    cands = sorted(candidates)
+    same_case = [c for c in cands if c.lower() == str(name).lower()]
+    close = same_case or difflib.get_close_matches(str(name), cands, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 

@@ -345,7 +345,7 @@ def net():
 @pytest.mark.parametrize(
     ("X", "U", "match"),
     [
-        (np.ones(3), None, r"X must be 2-D"),
+        (np.ones(2), None, r"X must have n_0=3 entries"),
         (np.ones((2, 2)), None, r"X must have n_0=3 columns"),
         ([[1.0, np.nan, 0.0]], None, r"X must be finite"),
         ([[1.0, np.inf, 0.0]], None, r"X must be finite"),

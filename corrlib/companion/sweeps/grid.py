@@ -23,8 +23,13 @@ __all__ = ["RESERVED_COLUMNS", "SWEEP_COLUMNS", "canonical_point", "normalize_gr
 #: Columns the sweep appends after the result's own columns.
 SWEEP_COLUMNS = ("n_samples", "runtime")
 
+#: Extra columns of result frames (the Monte Carlo frame's ``tail_shape``).
+RESULT_EXTRA_COLUMNS = ("tail_shape",)
+
 #: Column names that the returned frame uses for outputs; grid parameters may not use them.
-RESERVED_COLUMNS = frozenset(FRAME_COLUMNS) | frozenset(SWEEP_COLUMNS)
+RESERVED_COLUMNS = (
+    frozenset(FRAME_COLUMNS) | frozenset(SWEEP_COLUMNS) | frozenset(RESULT_EXTRA_COLUMNS)
+)
 
 
 def _scalar(value: Any, name: str) -> int | float | str | bool | None:
