@@ -155,7 +155,6 @@ EXAMPLE_PENDING = {
     "corrlib.chi_perp",
     "corrlib.critical_point",
     "corrlib.input_kernel",
-    "corrlib.sweep",
     "corrlib.theory.fixed_point",
     "corrlib.theory.iterate_kernel",
     "corrlib.theory.kernel_map",

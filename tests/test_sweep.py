@@ -204,7 +204,14 @@ def test_seed_keyword_is_deprecated_alias_of_rng():
 def test_reserved_columns_are_the_result_columns_plus_sweep_columns():
     from corrlib._util import FRAME_COLUMNS
 
-    assert RESERVED_COLUMNS == frozenset(FRAME_COLUMNS) | {"n_samples", "runtime"}
+    # tail_shape: the extra column of the Monte Carlo result frame
+    expected = frozenset(FRAME_COLUMNS) | {"n_samples", "runtime", "tail_shape"}
+    assert RESERVED_COLUMNS == expected
+
+
+def test_a_grid_parameter_named_like_an_output_column_is_refused():
+    with pytest.raises(ValueError, match="tail_shape"):
+        sweep(fns.noisy, {"tail_shape": [1]}, rng=7, backend="serial", progress=False)
 
 
 def test_local_pool_defaults_to_default_jobs(monkeypatch):
