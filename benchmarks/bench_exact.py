@@ -2,8 +2,8 @@
 the previous release's solver in the same run.
 
 Each case runs in a fresh worker process on one core (BLAS threads pinned to 1), once with this
-checkout's corrlib and once with the previous release (``--old``, default
-``/work/scratch/corrlib_v1``), alternating; the time is the worker's CPU time
+checkout's corrlib and once with the previous release (``--old PATH``, default: revision
+``previous_release.PREVIOUS`` extracted from git), alternating; the time is the worker's CPU time
 (``time.process_time``) of one ``single_input`` call, including building every transition
 column (no cache is shared between cases). Columns: ``seconds_new``, ``seconds_old``, their
 ratio ``new_over_old``, the relative change of E, Var and kappa_3 of Sigma^{(L)} between the two
@@ -42,7 +42,6 @@ import numpy as np  # noqa: E402
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 REPO = HERE.parent
-OLD_DEFAULT = "/work/scratch/corrlib_v1"
 GELU = (1.98305826, 0.17292239)
 
 
@@ -169,7 +168,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="only n = 256")
     ap.add_argument("--small", action="store_true", help="the small-width and deep cases")
-    ap.add_argument("--old", default=OLD_DEFAULT, help="path holding the previous corrlib")
+    ap.add_argument("--old", default=None, help="folder holding the previous corrlib")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -178,9 +177,12 @@ def main(argv=None) -> None:
     import pandas as pd
 
     sys.path.insert(0, str(REPO))
+    from previous_release import previous_release
+
     from corrlib.companion.io import atomic_path
 
-    df = pd.DataFrame([compare(c, args.old) for c in cases(args.small, args.quick)])
+    with previous_release(args.old) as old:
+        df = pd.DataFrame([compare(c, str(old)) for c in cases(args.small, args.quick)])
     df["machine"] = f"{platform.machine()} {platform.processor() or ''}".strip()
     df["python"] = platform.python_version()
     df["load_average_1min"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else np.nan
