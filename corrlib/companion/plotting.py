@@ -223,3 +223,118 @@ def errorbar_vs_theory(
         x, mc, yerr=se, fmt=marker, color=color, label=mc_label, markerfacecolor="none"
     )
     return cont, line
+
+
+# ---- notebook 11
+
+__all__ += ["plot_partial_sums", "plot_series_errors"]  # noqa: PLE0605
+
+
+def _orders_colors(orders: Sequence[int]) -> dict[int, Any]:
+    import matplotlib as mpl
+
+    cmap = mpl.colormaps["viridis"]
+    span = max(len(orders) - 1, 1)
+    return {J: cmap(0.9 * i / span) for i, J in enumerate(orders)}
+
+
+def plot_partial_sums(ax: Axes, frame: pd.DataFrame, quantity: str, *, exact_label: str = "exact"):
+    """Partial sums of a normalized cumulant, order by order, against L/n, and the exact curve.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    frame : pandas.DataFrame
+        One network's table from :func:`corrlib.theory.hierarchy_convergence` (columns
+        ``L_over_n, quantity, order, exact, partial_sum``).
+    quantity : str
+        ``"mean/K"``, ``"Var/K^2"`` or ``"kappa3/K^3"``.
+    exact_label : str
+        Legend label of the reference curve (drawn black).
+
+    Returns
+    -------
+    list of matplotlib Line2D
+        The exact curve first, then one line per order (viridis, low order dark).
+
+    Examples
+    --------
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> import matplotlib.pyplot as plt, numpy as np, corrlib
+    >>> from corrlib.theory import hierarchy, hierarchy_convergence
+    >>> h = hierarchy(corrlib.Network.critical("relu", width=64, depth=8), [1.0], order=3)
+    >>> exact = {2: h.K[:, 0, 0] ** 2 * ((1 + 5 / 64) ** np.arange(9) - 1)}   # (T15)
+    >>> fig, ax = plt.subplots()
+    >>> len(plot_partial_sums(ax, hierarchy_convergence(h, exact), "Var/K^2"))
+    4
+    >>> plt.close(fig)
+    """
+    sub = frame[frame.quantity == quantity]
+    if sub.empty:
+        raise ValueError(f"quantity must be one of {sorted(set(frame.quantity))}; got {quantity!r}")
+    orders = sorted(sub.order.unique())
+    colors = _orders_colors(orders)
+    ref = sub[sub.order == orders[0]]
+    lines = ax.plot(ref.L_over_n, ref.exact, color="k", lw=2.2, label=exact_label)
+    for J in orders:
+        g = sub[sub.order == J]
+        lines += ax.plot(g.L_over_n, g.partial_sum, color=colors[J], lw=1.1, label=f"order {J}")
+    ax.set_xlabel(r"$L/n$")
+    return lines
+
+
+def plot_series_errors(
+    ax: Axes, frame: pd.DataFrame, quantity: str, *, linestyle: str = "-", label: bool = True
+):
+    """Relative error of every partial sum against L/n on a log scale, one line per order.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    frame : pandas.DataFrame
+        One network's table from :func:`corrlib.theory.hierarchy_convergence`
+        (columns ``L_over_n, quantity, order, rel_error``).
+    quantity : str
+        ``"mean/K"``, ``"Var/K^2"`` or ``"kappa3/K^3"``.
+    linestyle : str
+        Line style of this network (e.g. one per width, so curves of several widths overlay).
+    label : bool
+        Label the lines ``order J`` (set False for the second and later widths).
+
+    Returns
+    -------
+    list of matplotlib Line2D, one per order.
+
+    Examples
+    --------
+    >>> import matplotlib; matplotlib.use("Agg")
+    >>> import matplotlib.pyplot as plt, numpy as np, corrlib
+    >>> from corrlib.theory import hierarchy, hierarchy_convergence
+    >>> h = hierarchy(corrlib.Network.critical("relu", width=64, depth=8), [1.0], order=3)
+    >>> exact = {2: h.K[:, 0, 0] ** 2 * ((1 + 5 / 64) ** np.arange(9) - 1)}   # (T15)
+    >>> fig, ax = plt.subplots()
+    >>> lines = plot_series_errors(ax, hierarchy_convergence(h, exact), "Var/K^2")
+    >>> [ln.get_label() for ln in lines]
+    ['order 1', 'order 2', 'order 3']
+    >>> plt.close(fig)
+    """
+    sub = frame[(frame.quantity == quantity) & (frame.rel_error > 0)]
+    if sub.empty:
+        raise ValueError(f"no positive errors of {quantity!r} in frame")
+    orders = sorted(sub.order.unique())
+    colors = _orders_colors(orders)
+    lines = []
+    for J in orders:
+        g = sub[sub.order == J]
+        lines += ax.plot(
+            g.L_over_n,
+            g.rel_error,
+            linestyle,
+            color=colors[J],
+            lw=1.1,
+            label=f"order {J}" if label else None,
+        )
+    ax.set_yscale("log")
+    ax.set_xlabel(r"$L/n$")
+    ax.set_ylabel("relative error")
+    return lines
