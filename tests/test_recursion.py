@@ -10,7 +10,7 @@ from scipy import integrate
 
 import corrlib
 from corrlib.theory import asymptotics
-from corrlib.theory.recursion import finite_width
+from corrlib.theory.recursion import _recursion, finite_width
 
 ONE = np.ones((1, 1))
 
@@ -27,9 +27,9 @@ def _partial_sums(widths):
 def test_scale_invariant_V_exact_unequal_widths(act):
     """(T17): V/K^2 = (3A_4/A_2^2 - 1) sum_{l'<l} 1/n_l' exactly, Delta = 0 (C_b = 0, critical)."""
     a = corrlib.get_activation(act)
-    cb, cw, _ = corrlib.critical_point(a)
+    cp = corrlib.critical_point(a)
     widths = (3, 7, 30, 12, 50, 2)
-    net = corrlib.Network(widths, a, C_W=cw, C_b=cb)
+    net = corrlib.Network(widths, a, C_W=cp.C_W, C_b=cp.C_b)
     x = np.array([[0.3, -1.2, 0.5]])
     rec = finite_width(net, x)
     K = rec.K[:, 0, 0]
@@ -158,7 +158,7 @@ def test_tensor_path_equals_scalar_path(name):
     """The general c-channel code (Hermite tensors) reduces to (T12) for one channel."""
     net = corrlib.Network.uniform(name, 40, 5, C_W=1.5, C_b=0.1)
     r1 = finite_width(net, ONE)
-    r2 = finite_width(net, ONE, _general=True)
+    r2 = _recursion(net, ONE, general=True)  # the tensor path, forced for c = 1
     np.testing.assert_allclose(r2.V, r1.V, rtol=1e-10, atol=1e-16)
     np.testing.assert_allclose(r2.Delta, r1.Delta, rtol=1e-9, atol=1e-15)
 

@@ -55,8 +55,8 @@ CASES = {
 @pytest.mark.parametrize("depth", [1, 2])
 def test_shallow_networks_agree_with_monte_carlo(name, case, depth):
     X, U = CASES[case]
-    cb, cw, _ = corrlib.critical_point(name)
-    net = corrlib.Network.uniform(name, 256, depth, n_in=2, C_W=cw, C_b=max(cb, 0.05))
+    cp = corrlib.critical_point(name)
+    net = corrlib.Network.uniform(name, 256, depth, n_in=2, C_W=cp.C_W, C_b=max(cp.C_b, 0.05))
     rec = corrlib.finite_width(net, X, directions=U)
     est = corrlib.estimate_cumulants(net, X, 20_000, directions=U, rng=1234 + depth)
     _assert_agree(rec, est, depth + 1)
