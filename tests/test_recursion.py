@@ -287,16 +287,11 @@ def _tanh_power_derivs(m: int, order: int):
     return [lambda z, p=p: P.polyval(np.tanh(z), p) for p in polys]
 
 
-def test_two_input_tanh_against_independent_trapezoid_recursion():
-    """c = 2 (two inputs, values): V and Delta to 1e-8 relative against an independent
-    implementation of (T10)-(T11): analytic derivatives of tanh products (no Hermite
-    identities) and a tensor trapezoid rule (spectrally accurate for tanh) instead of the
-    polar rule."""
-    widths = (2, 40, 25, 60, 30, 1)
-    net = corrlib.Network(widths, "tanh", C_W=1.2, C_b=0.1)
-    X = np.array([[1.0, 0.4], [-0.3, 0.8]])
-    rec = finite_width(net, X)
-
+def independent_two_input_tanh(widths, C_W: float, C_b: float, K1: np.ndarray) -> list:
+    """(K^(l), V^(l), Delta^(l)), l = 1..L+1, for two value channels of a tanh network: an
+    implementation of (T7), (T10), (T11) independent of corrlib's quadrature and Hermite
+    identities (analytic derivatives of tanh products, a tensor trapezoid rule in eigen
+    coordinates, spectrally accurate for tanh). Also used by tests/test_channel_engine.py."""
     h = 0.1  # trapezoid error ~ exp(-2 pi a / h), a ~ 1 the strip of analyticity
     xi = np.arange(-8.5, 8.5 + h / 2, h)
     w1 = h * np.exp(-0.5 * xi**2) / np.sqrt(2 * np.pi)
@@ -316,12 +311,12 @@ def test_two_input_tanh_against_independent_trapezoid_recursion():
         k = [diffs.count(0), diffs.count(1)]
         return expect(K, lambda z0, z1: deriv[m[0]][k[0]](z0) * deriv[m[1]][k[1]](z1))
 
-    C_W, C_b = net.C_W, net.C_b
-    K = rec.K[0]
+    K = np.array(K1, dtype=float)
     V = np.zeros((2, 2, 2, 2))
     D = np.zeros((2, 2))
+    out = [(K, V, D)]
     idx = [(a, b) for a in range(2) for b in range(2)]
-    for ell in range(1, net.depth + 1):
+    for ell in range(1, len(widths) - 1):
         n = widths[ell]
         G2 = {(a, b): prod_deriv(K, [a, b], ()) for a, b in idx}
         D2 = np.zeros((2, 2, 2, 2))
@@ -340,6 +335,22 @@ def test_two_input_tanh_against_independent_trapezoid_recursion():
         )
         V = V_new
         K = C_b + C_W * np.array([[G2[0, 0], G2[0, 1]], [G2[1, 0], G2[1, 1]]])
+        out.append((K, V, D))
+    return out
+
+
+def test_two_input_tanh_against_independent_trapezoid_recursion():
+    """c = 2 (two inputs, values): V and Delta to 1e-8 relative against an independent
+    implementation of (T10)-(T11): analytic derivatives of tanh products (no Hermite
+    identities) and a tensor trapezoid rule (spectrally accurate for tanh) instead of the
+    engine's rules."""
+    widths = (2, 40, 25, 60, 30, 1)
+    net = corrlib.Network(widths, "tanh", C_W=1.2, C_b=0.1)
+    X = np.array([[1.0, 0.4], [-0.3, 0.8]])
+    rec = finite_width(net, X)
+    ref = independent_two_input_tanh(widths, net.C_W, net.C_b, rec.K[0])
+    for ell in range(1, net.depth + 1):
+        K, V, D = ref[ell]
         np.testing.assert_allclose(rec.K[ell], K, rtol=1e-12)
         np.testing.assert_allclose(rec.V[ell], V, rtol=1e-8, atol=1e-16)
         np.testing.assert_allclose(rec.Delta[ell], D, rtol=1e-8, atol=1e-16)

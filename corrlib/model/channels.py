@@ -476,7 +476,10 @@ class _Layer:
     def products(self, plan: _SizePlan, out: np.ndarray) -> None:
         """Every product of the size plan into ``out`` (at the plans' positions)."""
         for eng, pos in self.units[plan.k]:
-            BL, C = self.law([plan.subsets[i] for i in pos], eng.L)
+            if isinstance(eng, NodeMoments):
+                BL, C = (x[None] for x in self.node_law(plan.subsets[pos[0]]))
+            else:
+                BL, C = self.law([plan.subsets[i] for i in pos], eng.L)
             for b in plan.batches:
                 A = BL[:, b.dpos]  # (nb, n, nd, r)
                 Gam = C[:, b.dpos[:, :, None], b.dpos[:, None, :]]

@@ -616,8 +616,13 @@ class NodeMoments(MomentBatch):
                     wg = wg * self._feature(i)
                 for _ in range(be):
                     wg = wg * self._feature(self.k + i)
-            Xp = self._powers(jmax)
-            self._tcache[key] = [(wg @ Xp[j]).reshape((self.r,) * j) for j in range(jmax + 1)]
+            Xp = self._powers((jmax + 1) // 2)
+            out = []
+            for j in range(jmax + 1):  # sum_p wg xi^{(x)a} (x) xi^{(x)(j-a)}, a = ceil(j/2)
+                a = (j + 1) // 2
+                T = (Xp[a] * wg[:, None]).T @ Xp[j - a]
+                out.append(T.reshape((1,) + (self.r,) * j))
+            self._tcache[key] = out
         return self._tcache[key]
 
 
