@@ -15,7 +15,7 @@ The names below are the public API; submodules are imported on first use.
 
 from __future__ import annotations
 
-import importlib
+import importlib as _importlib
 
 from . import _compat
 
@@ -66,18 +66,18 @@ _compat.install()
 
 def __getattr__(name: str):
     if name in _API:
-        value = getattr(importlib.import_module(f".{_API[name]}", __name__), name)
+        value = getattr(_importlib.import_module(f".{_API[name]}", __name__), name)
         globals()[name] = value
         return value
     if name in _SUBPACKAGES:
-        module = importlib.import_module(f".{name}", __name__)
+        module = _importlib.import_module(f".{name}", __name__)
         globals()[name] = module
         return module
     old = f"{__name__}.{name}"
     if old in _compat.MOVED_MODULES:  # corrlib.kernels etc.: deprecated module attributes
-        return importlib.import_module(old)
+        return _importlib.import_module(old)
     raise AttributeError(f"module 'corrlib' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | set(__all__))
+    return sorted(__all__)

@@ -25,7 +25,7 @@ def _gaps(name, ns, L):
         net = corrlib.Network.critical(name, int(n), L)
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # the solver must be in its accurate regime here
-            sol = exact.single_input(net, np.ones(1))
+            sol = exact.single_input(net, np.ones((1, 1)))
         rec = corrlib.finite_width(net, np.ones((1, 1)))
         K = rec.K[-1, 0, 0]
         rows.append(
@@ -56,7 +56,7 @@ def test_relu_recursion_is_the_first_order_of_the_exact_law():
     5 sum 1/n_l differ by exactly the second-order terms 25 sum_{i<j} 1/(n_i n_j)."""
     widths = (1, 40, 70, 55, 1)
     net = corrlib.Network(widths, "relu", C_W=2.0, C_b=0.0)
-    sol = exact.single_input(net, np.ones(1))
+    sol = exact.single_input(net, np.ones((1, 1)))
     rec = corrlib.finite_width(net, np.ones((1, 1)))
     K = rec.K[-1, 0, 0]
     a = 1 / np.array(widths[1:-1], dtype=float)

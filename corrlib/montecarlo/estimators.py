@@ -469,6 +469,22 @@ class BlockStats:
         The M+1 largest deviations above and below the pilot median per layer and entry
         (unordered; padded with -inf), M = :func:`~corrlib.montecarlo.tails.tail_count`
         (n_samples); merged as a set (:mod:`corrlib.montecarlo.tails`).
+
+    Examples
+    --------
+    Two halves of a task, merged, give the estimate of the whole run bit for bit:
+
+    >>> import corrlib
+    >>> from corrlib.montecarlo import root_seed_sequence
+    >>> task = corrlib.MonteCarloTask(corrlib.Network.uniform("relu", 8, 2), [[1.0]], 5000)
+    >>> root = root_seed_sequence(7)
+    >>> half = task.n_blocks // 2
+    >>> left, right = task.run_blocks(root, 0, half), task.run_blocks(root, half, task.n_blocks)
+    >>> (left.start, left.stop == right.start, right.stop == task.n_blocks, half > 0)
+    (0, True, True, True)
+    >>> whole = task.run_blocks(root, 0, task.n_blocks).result()
+    >>> bool((left.merge(right).result().V == whole.V).all())
+    True
     """
 
     start: int
