@@ -15,11 +15,11 @@ import math
 import mpmath as mp
 import numpy as np
 import pytest
-from scipy.special import erf, ndtr, roots_legendre
+from scipy.special import ndtr, roots_legendre
 from test_recursion import independent_two_input_tanh
 
 import corrlib
-from corrlib.model.channels import ChannelLayout, input_kernel, layer_tensors
+from corrlib.model.channels import ChannelLayout, layer_tensors
 from corrlib.model.orthant import OrthantMoments, orthant_probability
 from corrlib.model.subsets import pivoted_cholesky, subset_moments
 from corrlib.theory.recursion import _recursion
@@ -188,8 +188,10 @@ def _p4_mpmath(R):
                 crr = 1 - (a.T * Si * a)[0]
                 css = 1 - (b.T * Si * b)[0]
                 crs = Rt[r, s] - (a.T * Si * b)[0]
-                tot += R[p, q] / (2 * mp.pi * mp.sqrt(1 - Rt[p, q] ** 2)) * P2(
-                    crs / mp.sqrt(crr * css)
+                tot += (
+                    R[p, q]
+                    / (2 * mp.pi * mp.sqrt(1 - Rt[p, q] ** 2))
+                    * P2(crs / mp.sqrt(crr * css))
                 )
         return tot
 
@@ -270,9 +272,7 @@ def test_kinked_not_scale_invariant_split_rule(rng):
     assert T.D2[0, 1, 0, 1] == pytest.approx(step, rel=1e-11)
     s0, s1 = math.sqrt(K[0, 0]), math.sqrt(K[1, 1])
     p0 = 1 / math.sqrt(2 * math.pi * K[0, 0])
-    assert T.D2[0, 1, 0, 0] == pytest.approx(
-        s1 * math.sin(th) / (2 * math.pi * s0) + p0, rel=1e-11
-    )
+    assert T.D2[0, 1, 0, 0] == pytest.approx(s1 * math.sin(th) / (2 * math.pi * s0) + p0, rel=1e-11)
 
 
 def _shifted_with_square(K):
@@ -464,7 +464,9 @@ def test_diagonal_blocks_equal_single_input_runs(name, case, rng):
             blk = [a + m * j for j in range(d + 1)]
             sub = corrlib.finite_width(net, X[a], U)
             ix = np.ix_(range(net.depth + 1), blk, blk, blk, blk)
-            np.testing.assert_allclose(rec.V[ix], sub.V, rtol=1e-9, atol=1e-13 * np.abs(sub.V).max())
+            np.testing.assert_allclose(
+                rec.V[ix], sub.V, rtol=1e-9, atol=1e-13 * np.abs(sub.V).max()
+            )
 
 
 @pytest.mark.parametrize("m,d", [(4, 0), (2, 1), (3, 1)])

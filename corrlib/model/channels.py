@@ -262,7 +262,9 @@ def _product_plan(m: int, d: int, four_point: bool) -> tuple[tuple, int, np.ndar
             by_nd.setdefault(len(dpos), []).append((idx, feats, dpos))
         batches = tuple(
             _ProductBatch(
-                index=np.array([i for i, _, _ in items], dtype=np.int64).T.reshape(len(subsets), -1),
+                index=np.array([i for i, _, _ in items], dtype=np.int64).T.reshape(
+                    len(subsets), -1
+                ),
                 feats=np.array([f for _, f, _ in items], dtype=np.int64),
                 dpos=np.array([p for _, _, p in items], dtype=np.int64).reshape(len(items), nd),
             )
@@ -631,7 +633,7 @@ def layer_tensors(
     >>> th = np.arccos(0.5)  # arc-cosine kernel (sin t + (pi - t) cos t) / (2 pi)
     >>> bool(abs(T.G2[0, 1] - (np.sin(th) + (np.pi - th) * 0.5) / (2 * np.pi)) < 1e-15)
     True
-    >>> round(float(T.D2[0, 1, 0, 1]), 12) == round((np.pi - th) / (2 * np.pi), 12)  # <s's'>
+    >>> bool(round(float(T.D2[0, 1, 0, 1]), 12) == round((np.pi - th) / (2 * np.pi), 12))  # <s's'>
     True
     """
     K = np.asarray(K, dtype=float)

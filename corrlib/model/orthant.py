@@ -1,4 +1,5 @@
-"""Exact Gaussian moments of scale-invariant activations: orthant probabilities and truncated moments.
+"""Exact Gaussian moments of scale-invariant activations: orthant probabilities and truncated
+moments.
 
 For sigma(z) = a_+ z [z > 0] + a_- z [z < 0] (the scale-invariant class, (T14), (T17)) every
 expectation the recursions (T7), (T10), (T11) need is a combination of *truncated moments*
@@ -113,9 +114,9 @@ def _orthant_batch(S: np.ndarray) -> np.ndarray:
     if k == 2:
         return _p2(R[:, 0, 1])
     if k == 3:
-        return 0.125 + (
-            np.arcsin(R[:, 0, 1]) + np.arcsin(R[:, 0, 2]) + np.arcsin(R[:, 1, 2])
-        ) / (2.0 * _TWO_PI)
+        return 0.125 + (np.arcsin(R[:, 0, 1]) + np.arcsin(R[:, 0, 2]) + np.arcsin(R[:, 1, 2])) / (
+            2.0 * _TWO_PI
+        )
     if k == 4:
         R = R.copy()
         R[:, [0, 1, 2, 3], [0, 1, 2, 3]] = 1.0
@@ -189,9 +190,7 @@ class OrthantMoments:
             L = np.asarray(L, dtype=float)
             Lt = np.swapaxes(L, 1, 2)
             eye = np.broadcast_to(np.eye(self.k), K.shape)
-            Syy = np.concatenate(
-                [np.concatenate([K, L], 2), np.concatenate([Lt, eye], 2)], 1
-            )
+            Syy = np.concatenate([np.concatenate([K, L], 2), np.concatenate([Lt, eye], 2)], 1)
             Cyz = np.concatenate([K, Lt], 1)
         self.ny = Syy.shape[1]
         self._cond: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {0: (K, Cyz, Syy)}

@@ -85,11 +85,18 @@ def leading_order(
     """
     act = get_activation(activation)
     ell = np.asarray(layers, dtype=float)
-    if ell.size == 0 or np.any(~np.isfinite(ell)) or np.any(ell < 1) or np.any(ell != np.round(ell)):
+    if (
+        ell.size == 0
+        or np.any(~np.isfinite(ell))
+        or np.any(ell < 1)
+        or np.any(ell != np.round(ell))
+    ):
         raise ValueError(f"layers must be integers >= 1; got {layers!r}")
     w = np.atleast_1d(np.asarray(width, dtype=float))
     if w.ndim != 1 or w.size == 0 or np.any(~np.isfinite(w)) or np.any(w <= 0):
-        raise ValueError(f"width must be a positive number or a list of positive widths; got {width!r}")
+        raise ValueError(
+            f"width must be a positive number or a list of positive widths; got {width!r}"
+        )
     if not act.is_scale_invariant and w.size != 1:
         raise ValueError(
             f"width must be one number for activation {act.name!r} (per-layer widths are "

@@ -32,11 +32,12 @@ LEGACY_ORDER = ("n_radial", "n_theta", "n_phi", "n_beta")
 def legacy_order(order: dict, func: str) -> None:
     """Reject unknown keywords (with a did-you-mean); deprecate the former node counts."""
     check_kwargs(order, LEGACY_ORDER, func)
+    for key, value in order.items():  # still validated, so a typo such as 2.7 is not silent
+        check_int(value, key, minimum=1)
     if order:
         warn_deprecated(
             f"{func}({', '.join(f'{k}=' for k in order)}) (quadrature node counts)",
-            "nothing: the channel engine chooses its rules per input subset (the value is "
-            "ignored)",
+            "nothing: the channel engine chooses its rules per input subset (the value is ignored)",
             stacklevel=4,
         )
 
@@ -168,18 +169,27 @@ def kernel_map(activation: str | Activation, K, C_W, C_b=0.0) -> np.ndarray | fl
     -------
     float or ndarray (the broadcast shape)
 
+    Raises
+    ------
+    ValueError
+        K < 0, C_W <= 0, C_b < 0 or non-finite (naming the parameter), or an activation that
+        returns NaN/inf at the arguments of K.
+    OverflowError
+        If the result exceeds float64.
+
     Notes
     -----
     <sigma^2>_K by :func:`corrlib.model.gaussian.normal_expectation`: 1e-13 relative at every K
-    (e.g. tanh at K = 1e8: 1 - sqrt(2 / (pi K)), not 1).
+    (e.g. tanh at K = 1e8: 1 - sqrt(2 / (pi K)) to 8e-9 relative, not 1).
 
     Examples
     --------
     >>> round(kernel_map("relu", 3.0, 2.0), 12)  # C_W K / 2 * 2
     3.0
     >>> import numpy as np
-    >>> K = 1e8  # <tanh^2>_K = 1 - <sech^2>_K = 1 - 2 / sqrt(2 pi K)
-    >>> bool(abs(kernel_map("tanh", K, 1.0) - (1 - 2 / np.sqrt(2 * np.pi * K))) < 1e-15)
+    >>> K = 1e8  # <tanh^2>_K = 1 - <sech^2>_K = 1 - (2 - pi^2 / (12 K)) / sqrt(2 pi K) + O(K^-5/2)
+    >>> ref = 1 - (2 - np.pi**2 / (12 * K)) / np.sqrt(2 * np.pi * K)
+    >>> bool(abs(kernel_map("tanh", K, 1.0) - ref) < 1e-15)
     True
     """
     act = get_activation(activation)
@@ -187,11 +197,19 @@ def kernel_map(activation: str | Activation, K, C_W, C_b=0.0) -> np.ndarray | fl
         np.asarray(K, dtype=float), np.asarray(C_W, dtype=float), np.asarray(C_b, dtype=float)
     )
     if np.any(~np.isfinite(K)) or np.any(K < 0):
-        raise ValueError(f"K must be finite and >= 0; got {float(K[~(K >= 0) | ~np.isfinite(K)].ravel()[0])!r}")
+        raise ValueError(
+            f"K must be finite and >= 0; got {float(K[~(K >= 0) | ~np.isfinite(K)].ravel()[0])!r}"
+        )
     _check_params(C_W, C_b)
     sdu, inv = np.unique(np.sqrt(K), return_inverse=True)
     g = normal_expectation([lambda z: act.f(z) ** 2], sdu, name="kernel_map")[0][inv]
-    out = C_b + C_W * g.reshape(K.shape)
+    with np.errstate(over="ignore"):
+        out = C_b + C_W * g.reshape(K.shape)
+    if not np.all(np.isfinite(out)):
+        raise OverflowError(
+            f"kernel_map overflows float64: C_b + C_W <sigma^2>_K at K = "
+            f"{float(K[~np.isfinite(out)].ravel()[0]):.6g} exceeds 1.8e308"
+        )
     return float(out) if out.ndim == 0 else out
 
 
@@ -228,14 +246,13 @@ def iterate_kernel(
     depth = check_int(depth, "depth", minimum=0)
     K = np.asarray(K1, dtype=float)
     for step in range(depth):
-        with np.errstate(over="ignore", invalid="ignore"):
-            new = np.asarray(kernel_map(activation, K, C_W, C_b))
-        if not np.all(np.isfinite(new)):
+        try:
+            K = np.asarray(kernel_map(activation, K, C_W, C_b))
+        except OverflowError as exc:
             raise OverflowError(
                 f"the kernel overflowed at layer {step + 2} (step {step + 1} of {depth}; largest "
                 f"K before it {float(np.max(K)):.3g}): an exploding phase; reduce depth or C_W"
-            )
-        K = new
+            ) from exc
     return float(K) if K.ndim == 0 else K
 
 

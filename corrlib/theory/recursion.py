@@ -49,6 +49,18 @@ class FiniteWidthResult:
         function (T6). Symmetric under a<->b, c<->d and (ab)<->(cd).
     T : ndarray, shape (L+1,) or None
         kappa_3 of Sigma at order n^-2 (T13), only for a single channel (c = 1).
+
+    Examples
+    --------
+    Two inputs and one direction (c = 4 channels) through a critical tanh network:
+
+    >>> import numpy as np, corrlib
+    >>> net = corrlib.Network.critical("tanh", width=32, depth=3, n_in=2)
+    >>> rec = corrlib.finite_width(net, np.eye(2), directions=[[1.0, 1.0]])
+    >>> rec.layout.c, rec.K.shape, rec.V.shape, rec.T is None
+    (4, (4, 4, 4), (4, 4, 4, 4, 4), True)
+    >>> bool(np.allclose(rec.mean, rec.K + rec.Delta)), rec.normalized_kappa4().shape
+    (True, (4, 4))
     """
 
     net: Network
@@ -280,7 +292,13 @@ def _single_channel(net: Network, K_all: np.ndarray):
                 f"the kernel vanished at layer {ell} (K^({ell}) = {k!r}): the single-input "
                 "recursion (T12) needs K > 0; use C_b > 0 or a non-zero input"
             )
-        co = single_input_coefficients(net.activation, k, C_W, C_b)
+        try:
+            co = single_input_coefficients(net.activation, k, C_W, C_b)
+        except (OverflowError, ValueError) as exc:
+            raise nonfinite_error(
+                net.activation, "a coefficient of (T12) (a moment of sigma^2)", ell + 1,
+                K_all[ell - 1], f" ({exc})",
+            ) from exc  # fmt: skip
         Vp = V[ell - 1]
         with np.errstate(over="ignore", invalid="ignore"):
             V[ell] = co["v"] / n + co["m1"] ** 2 * Vp
