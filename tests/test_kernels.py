@@ -410,3 +410,22 @@ def test_kernel_map_iterate_and_fixed_point():
         iterate_kernel("tanh", 1.0, 1.0, 0.0, depth=-1)
     with pytest.raises(ValueError, match="K must be"):
         kernel_map("tanh", -1.0, 1.0)
+
+
+def test_critical_point_fields_by_name_and_the_deprecated_old_order():
+    """CriticalPoint reads (C_W, C_b, K_star) by name; unpacking, iterating and indexing keep
+    the previous order (C_b, C_W, K_star) for one release, with a DeprecationWarning that
+    points at the caller's line."""
+    cp = critical_point("gelu")
+    assert cp._asdict() == {"C_W": cp.C_W, "C_b": cp.C_b, "K_star": cp.K_star}
+    with pytest.warns(DeprecationWarning, match=r"cp\.C_W, cp\.C_b, cp\.K_star") as rec:
+        C_b, C_W, K = cp
+    assert (C_b, C_W, K) == (cp.C_b, cp.C_W, cp.K_star)
+    assert rec[0].filename == __file__
+    with pytest.warns(DeprecationWarning):
+        assert cp[0] == cp.C_b and cp[1] == cp.C_W
+    with pytest.warns(DeprecationWarning):
+        assert tuple(cp) == (cp.C_b, cp.C_W, cp.K_star)
+    assert len(cp) == 3
+    assert cp == critical_point("gelu") and hash(cp) == hash(critical_point("gelu"))
+    assert cp != critical_point("swish")

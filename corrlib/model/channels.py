@@ -11,7 +11,7 @@ number of channels to a high power:
 
 - every entry involves at most four distinct inputs (the four-point function) or two (the
   derivative tensors of a two-point function); derivative channels are Gaussian given the values
-  of their inputs and are integrated out analytically, so the integration dimension is the
+  of their inputs (T28) and are integrated out analytically, so the integration dimension is the
   number of distinct inputs of the entry;
 - one moment engine (:mod:`corrlib.model.subsets`) is built per distinct input subset and
   layer (batched over the subsets of one size where the rule allows) and shared by every entry

@@ -479,7 +479,7 @@ def normal_expectation(
 ) -> np.ndarray:
     """E[f(z)] for z ~ N(0, sd^2), for several f at once, accurate at every scale of sd.
 
-    Composite Gauss-Legendre in z (16 nodes per panel) on [-10 sd, 10 sd], split at 0 (a kink
+    (T31): composite Gauss-Legendre in z (16 nodes per panel) on [-10 sd, 10 sd], split at 0 (a kink
     of the activation is an edge), with edges at the Gaussian's scale (multiples of sd) and
     geometric ones at the activation's own scale (0.5, 1, 2, 4, ... in z). Every panel is
     checked against a 12-node rule and bisected until the two agree to 1e-13 of the

@@ -7,7 +7,7 @@ expectation the recursions (T7), (T10), (T11) need is a combination of *truncate
     T_A^{(q)} = E[ z^{(x)q} 1{z_i > 0 for i in A} ],   z ~ N(0, K),  K (k x k) positive definite,
 
 for subsets A of the k <= 4 coordinates. They follow from the Gaussian integration-by-parts (Stein)
-identity z N(z; K) = -K grad N(z; K): for q >= 1
+identity z N(z; K) = -K grad N(z; K): for q >= 1 (T29)
 
     U(C, A, q)[i, J] = sum_j Kc_ij ( sum_r [J_r = j] U(C, A, q-2)[J without r]
                                      + [j in A] n_j U(C + j, A - j, q-1)[J] ),
@@ -16,7 +16,7 @@ where C is a set of coordinates conditioned on the value 0, Kc the covariance gi
 n_j = (2 pi Kc_jj)^(-1/2) the density of z_j at 0 (the boundary term of the half-space
 z_j > 0) and U(C, A, 0) the probability of the orthant A under the conditional law. Orthant
 probabilities have closed forms up to dimension 3 (arcsine formulas) and, in dimension 4, are a
-one-dimensional integral (Plackett's identity), done with graded Gauss-Legendre panels.
+one-dimensional integral (Plackett's identity, (T30)), done with graded Gauss-Legendre panels.
 
 Accuracy (tests/test_channel_engine.py): two- and three-dimensional moments are closed forms
 (rounding only, <= 1e-14 relative); the 4-D orthant probability agrees with a 40-digit mpmath
