@@ -406,7 +406,7 @@ def finite_width(net: Network, X, directions=None, **order) -> FiniteWidthResult
     per step: ReLU-type activations exact up to rounding (four distinct inputs ~1e-15);
     smooth activations ~1e-12 relative for G2, G4, D2; D4 (a Hermite identity) to
     ~1e-16 cond(K_S)^2 of its scale, K_S the kernel of the pair's support. Cost at L = 100
-    (one core): c = 4 channels about 1-2 s, c = 8 about 5-25 s (benchmarks/bench_recursion.py).
+    (one core): c = 4 channels about 0.8-2.1 s, c = 8 about 2-24 s (benchmarks/bench_recursion.py).
 
     Examples
     --------
