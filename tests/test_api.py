@@ -147,18 +147,7 @@ def _public_objects():
 
 # public objects whose example is still to be written (strict xfail: remove a name when its
 # docstring gains an example)
-EXAMPLE_PENDING = {
-    "corrlib.ChannelLayout",
-    "corrlib.CriticalPoint",
-    "corrlib.FiniteWidthResult",
-    "corrlib.chi_parallel",
-    "corrlib.chi_perp",
-    "corrlib.critical_point",
-    "corrlib.input_kernel",
-    "corrlib.theory.fixed_point",
-    "corrlib.theory.iterate_kernel",
-    "corrlib.theory.kernel_map",
-}
+EXAMPLE_PENDING: set[str] = set()
 
 
 def _with_pending(items):

@@ -472,3 +472,122 @@ def test_finite_X_round_trips_and_one_bad_entry_is_located(X, data):
     Y[i, j] = bad
     with pytest.raises(ValueError, match=rf"got {bad!r} at X\[{i}, {j}\]"):
         validate_inputs(net, Y)
+
+
+# ================================================================== Gaussian expectations
+# issue 13 items 5, 6, 9 in corrlib.model.gaussian and corrlib.model.criticality
+
+from scipy import integrate  # noqa: E402
+
+from corrlib.model import gaussian  # noqa: E402
+
+
+def _tanh_nan_beyond(limit):
+    """tanh that is NaN beyond |z| = limit (> 100, so the construction check accepts it)."""
+    return Activation(
+        f"nan_beyond_{limit}",
+        lambda z: np.where(np.abs(z) > limit, np.nan, np.tanh(z)),
+        lambda z: np.where(np.abs(z) > limit, np.nan, _tanh_d1(z)),
+    )
+
+
+@pytest.mark.parametrize("n", [257, 340, 400, 1000])
+def test_radial_rule_above_its_accurate_range_is_refused(n):
+    """The discretized Stieltjes rule lost mass silently above ~340 nodes (E z^2 = 0.876 at
+    1000): it now refuses n > MAX_RADIAL = 256 with the range in the message."""
+    with pytest.raises(ValueError, match=rf"n must be an integer in \[1, 256\]; got {n}"):
+        gaussian.radial_rule(0, n)
+    with pytest.raises(ValueError, match=rf"n_radial must be an integer in \[1, 256\]; got {n}"):
+        gaussian.gaussian_rule(np.eye(2), n_radial=n)
+
+
+def test_the_largest_radial_rule_is_accurate():
+    """At the cap the rule still integrates E z^2 and E relu(z)^2 (ReLU kernel) to 1e-13."""
+    assert gaussian.gaussian_expectation(
+        lambda z: z[:, 0] ** 2, np.eye(1), n_radial=256
+    ) == pytest.approx(1.0, rel=1e-13)
+    K = np.array([[2.0, 1.0], [1.0, 2.0]])
+    val = gaussian.gaussian_expectation(
+        lambda z: np.maximum(z[:, 0], 0) * np.maximum(z[:, 1], 0), K, "axes", n_radial=256
+    )
+    theta = np.arccos(0.5)  # arc-cosine kernel sqrt(K11 K22)(sin t + (pi - t) cos t) / (2 pi)
+    assert val == pytest.approx(
+        2.0 * (np.sin(theta) + (np.pi - theta) * 0.5) / (2 * np.pi), rel=1e-12
+    )
+
+
+@pytest.mark.parametrize("bad", [2.7, "40", True])
+def test_node_counts_are_not_rounded(bad):
+    with pytest.raises(TypeError, match=rf"n_radial must be an integer .*; got {bad!r}"):
+        gaussian.gaussian_rule(np.eye(2), n_radial=bad)
+
+
+@pytest.mark.parametrize("entry", ["gaussian_rule", "gaussian_expectation"])
+def test_unknown_node_count_keyword_gets_a_did_you_mean(entry):
+    call = {
+        "gaussian_rule": lambda: gaussian.gaussian_rule(np.eye(2), nradial=5),
+        "gaussian_expectation": lambda: gaussian.gaussian_expectation(
+            lambda z: z[:, 0], np.eye(2), nradial=5
+        ),
+    }[entry]
+    with pytest.raises(TypeError, match=r"'nradial' \(did you mean 'n_radial'\?\)"):
+        call()
+
+
+def _sech_moment(p, K):
+    """<sech(z)^p>_K by scipy's adaptive quadrature, split at 0 and at the activation's scale."""
+    sd = math.sqrt(K)
+
+    def f(z):
+        sech = 2 * math.exp(-z) / (1 + math.exp(-2 * z))  # z >= 0; sech^2 < 1e-34 beyond 40
+        return sech**p * math.exp(-0.5 * (z / sd) ** 2) / (sd * math.sqrt(2 * math.pi))
+
+    pieces = [0.0, 1.0, 5.0, 40.0]
+    return 2 * sum(
+        integrate.quad(f, a, b, epsabs=0, epsrel=1e-13, limit=200)[0]
+        for a, b in zip(pieces[:-1], pieces[1:], strict=False)
+    )
+
+
+@pytest.mark.parametrize("K", [1e3, 1e4, 1e8, 1e200])
+def test_tanh_single_input_quantities_at_large_K(K):
+    """Issue 13 item 5: chi_perp, chi_parallel and kernel_map of tanh lost accuracy at large K
+    (3e-5 at 1e3, 3e-3 at 1e4, 0 from 1e8). References: scipy quad (K <= 1e4) and the
+    asymptotic forms <sech^2> = (2 - pi^2/(12 K))/sqrt(2 pi K) (next term O(K^-2)),
+    <sech^4> ~ (4/3)/sqrt(2 pi K) (relative correction O(1/K), below 1e-8 from K = 1e8)."""
+    if K <= 1e4:
+        s2, s4 = _sech_moment(2, K), _sech_moment(4, K)
+        # chi_par = <z tanh sech^2>/K = (Stein) <sech^2 (sech^2 - 2 tanh^2)> = <3 sech^4 - 2 sech^2>
+        ref_par, tol = 3 * s4 - 2 * s2, 1e-11
+    else:
+        # int sech^2 = 2, int z^2 sech^2 = pi^2/6: <sech^2> = (2 - pi^2/(12 K)) / sqrt(2 pi K)
+        s2 = (2 - math.pi**2 / (12 * K)) / math.sqrt(2 * math.pi * K)
+        s4 = (4 / 3) / math.sqrt(2 * math.pi * K)
+        ref_par, tol = None, 1e-7
+    assert corrlib.chi_perp("tanh", K, 1.0) == pytest.approx(s4, rel=tol, abs=0)
+    assert corrlib.theory.kernel_map("tanh", K, 1.0) == pytest.approx(1.0 - s2, rel=2e-15, abs=0)
+    chi_par = corrlib.chi_parallel("tanh", K, 1.0)
+    if ref_par is not None:
+        assert chi_par == pytest.approx(ref_par, rel=1e-8, abs=1e-14 * s2)  # ref_par ~ -s2/K
+    else:
+        assert 0.0 < chi_par < 1e-10  # ~ 2 <delta> / K ... positive and tiny, never NaN
+
+
+def test_normal_expectation_names_a_nan_integrand():
+    with pytest.raises(ValueError, match=r"my quantity: the integrand is NaN at z = .*"):
+        gaussian.normal_expectation(
+            [lambda z: np.where(np.abs(z) > 150, np.nan, z)], 1e3, name="my quantity"
+        )
+
+
+def test_normal_expectation_names_an_overflow():
+    with pytest.raises(OverflowError, match=r"E relu\^6: the integrand is inf at z"):
+        gaussian.normal_expectation([lambda z: np.maximum(z, 0) ** 6], 1e100, name="E relu^6")
+
+
+@pytest.mark.parametrize("fn", ["chi_perp", "chi_parallel"])
+def test_susceptibilities_of_an_activation_that_returns_nan(fn):
+    """Issue 13 item 6: chi_* returned NaN; now a ValueError naming z."""
+    act = _tanh_nan_beyond(150.0)
+    with pytest.raises(ValueError, match=rf"{fn}: the integrand is NaN at z = -?1[5-9]\d"):
+        getattr(corrlib, fn)(act, 1e6, 1.0)

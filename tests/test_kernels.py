@@ -135,9 +135,9 @@ def test_kernels_symmetric_psd(name, rng):
 
 
 def test_exploding_kernel_raises():
-    with pytest.raises(FloatingPointError, match="overflowed"):
-        with np.errstate(over="ignore", invalid="ignore"):
-            infinite_width_kernel(Network.uniform("relu", 1, 40, C_W=1e30), np.ones((1, 1)))
+    """An overflow names the layer and the quantity (OverflowError, not FloatingPointError)."""
+    with pytest.raises(OverflowError, match=r"K\^\(11\) overflowed at layer 11"):
+        infinite_width_kernel(Network.uniform("relu", 1, 40, C_W=1e30), np.ones((1, 1)))
 
 
 # -- derivative channels against finite differences of the value kernel ---------------------
@@ -265,18 +265,23 @@ def _defining_properties(name, C_b, C_W, K):
     return (C_b + C_W * g - K, C_W * gprime - 1.0, C_W * _gauss1(lambda z: df(z) ** 2, K) - 1.0)
 
 
+def _cp(name):
+    cp = critical_point(name)
+    return (cp.C_W, cp.C_b, cp.K_star)
+
+
 def test_critical_points_closed_class():
-    assert critical_point("relu") == (0.0, 2.0, None)
-    assert critical_point("linear") == (0.0, 1.0, None)
-    assert critical_point(get_activation("leaky_relu", slope=0.5)) == (0.0, 2 / 1.25, None)
-    assert critical_point("tanh") == (0.0, 1.0, 0.0)
-    assert critical_point("sin") == (0.0, 1.0, 0.0)
-    C_b, C_W, K = critical_point("erf")
+    assert _cp("relu") == (2.0, 0.0, None)
+    assert _cp("linear") == (1.0, 0.0, None)
+    assert _cp(get_activation("leaky_relu", slope=0.5)) == (2 / 1.25, 0.0, None)
+    assert _cp("tanh") == (1.0, 0.0, 0.0)
+    assert _cp("sin") == (1.0, 0.0, 0.0)
+    C_W, C_b, K = _cp("erf")
     assert (C_b, K) == (0.0, 0.0) and C_W == pytest.approx(math.pi / 4, rel=1e-15)
 
 
 def test_critical_point_gelu():
-    C_b, C_W, K = critical_point("gelu")
+    C_W, C_b, K = _cp("gelu")
     assert C_b == pytest.approx(0.17292239, abs=1e-7)
     assert C_W == pytest.approx(1.98305826, abs=1e-7)
     assert K == pytest.approx(3.5616, abs=1e-4)
@@ -287,10 +292,10 @@ def test_critical_point_gelu():
 def test_critical_point_swish():
     """Test the defining properties (fixed point, chi_par = chi_perp = 1) by independent
     quadrature rather than a copied number; the values are (0.5551431707, 1.98800468, 14.3202)."""
-    C_b, C_W, K = critical_point("swish")
+    C_W, C_b, K = _cp("swish")
     assert C_b > 0 and C_W > 0 and K > 0
     np.testing.assert_allclose(_defining_properties("swish", C_b, C_W, K), 0.0, atol=1e-9)
-    assert critical_point("silu") == (C_b, C_W, K)
+    assert _cp("silu") == (C_W, C_b, K)
     assert chi_parallel("swish", K, C_W) == pytest.approx(1.0, abs=1e-9)
     assert chi_perp("swish", K, C_W) == pytest.approx(1.0, abs=1e-9)
 
@@ -405,3 +410,22 @@ def test_kernel_map_iterate_and_fixed_point():
         iterate_kernel("tanh", 1.0, 1.0, 0.0, depth=-1)
     with pytest.raises(ValueError, match="K must be"):
         kernel_map("tanh", -1.0, 1.0)
+
+
+def test_critical_point_fields_by_name_and_the_deprecated_old_order():
+    """CriticalPoint reads (C_W, C_b, K_star) by name; unpacking, iterating and indexing keep
+    the previous order (C_b, C_W, K_star) for one release, with a DeprecationWarning that
+    points at the caller's line."""
+    cp = critical_point("gelu")
+    assert cp._asdict() == {"C_W": cp.C_W, "C_b": cp.C_b, "K_star": cp.K_star}
+    with pytest.warns(DeprecationWarning, match=r"cp\.C_W, cp\.C_b, cp\.K_star") as rec:
+        C_b, C_W, K = cp
+    assert (C_b, C_W, K) == (cp.C_b, cp.C_W, cp.K_star)
+    assert rec[0].filename == __file__
+    with pytest.warns(DeprecationWarning):
+        assert cp[0] == cp.C_b and cp[1] == cp.C_W
+    with pytest.warns(DeprecationWarning):
+        assert tuple(cp) == (cp.C_b, cp.C_W, cp.K_star)
+    assert len(cp) == 3
+    assert cp == critical_point("gelu") and hash(cp) == hash(critical_point("gelu"))
+    assert cp != critical_point("swish")

@@ -85,11 +85,25 @@ def leading_order(
     """
     act = get_activation(activation)
     ell = np.asarray(layers, dtype=float)
-    if np.any(ell < 1):
-        raise ValueError("layers must be >= 1")
+    if (
+        ell.size == 0
+        or np.any(~np.isfinite(ell))
+        or np.any(ell < 1)
+        or np.any(ell != np.round(ell))
+    ):
+        raise ValueError(f"layers must be integers >= 1; got {layers!r}")
+    w = np.atleast_1d(np.asarray(width, dtype=float))
+    if w.ndim != 1 or w.size == 0 or np.any(~np.isfinite(w)) or np.any(w <= 0):
+        raise ValueError(
+            f"width must be a positive number or a list of positive widths; got {width!r}"
+        )
+    if not act.is_scale_invariant and w.size != 1:
+        raise ValueError(
+            f"width must be one number for activation {act.name!r} (per-layer widths are "
+            f"supported for the scale-invariant class only); got {width!r}"
+        )
     if act.is_scale_invariant:
         r = act.moment_ratio()
-        w = np.atleast_1d(np.asarray(width, dtype=float))
         if w.size == 1:
             s = (ell - 1.0) / w[0]
         else:
@@ -101,21 +115,21 @@ def leading_order(
         K = np.full_like(ell, float(K1))
         V = r * s
     elif act.universality == K_STAR_ZERO:
-        n = float(np.asarray(width))
+        n = float(w[0])
         K = 1.0 / (-act.a1 * ell)
         V = (2.0 / 3.0) * ell / n
     else:
         # K* != 0 (gelu, swish): started at its critical K*, the kernel stays there and, with
         # chi_par = 1, (T12) gives V^{(l)} = (l - 1) v(K*)/n, v = C_W^2 (<sigma^4> - <sigma^2>^2).
         try:
-            C_b, C_W, K_star = critical_point(act)
+            cp = critical_point(act)
         except ValueError as exc:
             raise ValueError(
                 f"activation {act.name!r} has no critical point, so no large-depth form; "
                 "use corrlib.finite_width for its finite-width statistics"
             ) from exc
-        n = float(np.asarray(width))
-        co = single_input_coefficients(act, K_star, C_W, C_b)
-        K = np.full_like(ell, K_star)
-        V = co["v"] / K_star**2 * (ell - 1.0) / n
+        n = float(w[0])
+        co = single_input_coefficients(act, cp.K_star, cp.C_W, cp.C_b)
+        K = np.full_like(ell, cp.K_star)
+        V = co["v"] / cp.K_star**2 * (ell - 1.0) / n
     return {"K": K, "V_over_K2": V, "normalized_kappa4": 3.0 * V}
