@@ -41,9 +41,10 @@ _TRAP_R = 10.0
 # Gauss-Hermite nodes per conditional (derivative) dimension: the integrands are polynomials of
 # degree <= 2 + 8 there (a pair times He_8), integrated exactly by 6 nodes
 _OMEGA_NODES = 6
-# product weights below this fraction of the largest are pruned (radius 8.6: the tail of a
-# degree-10 integrand, a pair times He_8, is then < 1e-10 of its moment)
-_PRUNE = 1e-16
+# product weights below this fraction of the largest are pruned (radius 10 = _TRAP_R: for a small
+# kernel the D8 integrand of a pair behaves like xi^16, whose tail beyond 10 is 1e-12 of its
+# moment; at radius 8.6 it was 4e-8)
+_PRUNE = 1e-22
 # eigenvalues below this fraction of the largest are zero (rank of K and of the conditional
 # covariance of the derivative channels; the pseudo-inverse convention of section 4)
 _EIG_RTOL = 1e-12
