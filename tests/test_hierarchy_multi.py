@@ -189,7 +189,7 @@ def _mc_case(case, n, L):
 
 
 MC_CASES = [("two_inputs", 32, 8, 100_000), ("derivative", 32, 8, 100_000),
-            ("two_inputs", 64, 16, 150_000)]  # fmt: skip
+            ("two_inputs", 64, 16, 150_000), ("derivative", 64, 16, 120_000)]  # fmt: skip
 
 
 @pytest.mark.parametrize("case, n, L, N", MC_CASES)
