@@ -324,31 +324,32 @@ def _split_map(rz: int, rd: int, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _products(phi: np.ndarray, funcs: dict) -> dict:
-    """Products of channel features at the nodes for every family, built from shared pair and
-    quad products (one multiplication per function and node)."""
+    """Products of channel features at the nodes for every family, (n_f, P) each, built from
+    shared pair and quad products (one multiplication per function and node)."""
     cS = phi.shape[1]
     lp = list(itertools.combinations_with_replacement(range(cS), 2))
     ppos = {p: i for i, p in enumerate(lp)}
     la = np.array(lp, dtype=np.int64)
-    Fp = phi[:, la[:, 0]] * phi[:, la[:, 1]]
+    pt = np.ascontiguousarray(phi.T)
+    Fp = pt[la[:, 0]] * pt[la[:, 1]]  # (n_pairs, P)
     out = {}
     quads = {}
 
     def quad(q):
         q = tuple(q)
         if q not in quads:
-            quads[q] = Fp[:, ppos[q[:2]]] * Fp[:, ppos[q[2:]]]
+            quads[q] = Fp[ppos[q[:2]]] * Fp[ppos[q[2:]]]
         return quads[q]
 
     for name, loc in funcs.items():
-        arr = np.empty((phi.shape[0], len(loc)))
+        arr = np.empty((len(loc), phi.shape[0]))
         for i, row in enumerate(np.sort(loc, axis=1).tolist()):
             if len(row) == 2:
-                arr[:, i] = Fp[:, ppos[tuple(row)]]
+                arr[i] = Fp[ppos[tuple(row)]]
             elif len(row) == 4:
-                arr[:, i] = quad(row)
+                arr[i] = quad(row)
             else:
-                np.multiply(quad(row[:4]), Fp[:, ppos[tuple(row[4:])]], out=arr[:, i])
+                np.multiply(quad(row[:4]), Fp[ppos[tuple(row[4:])]], out=arr[i])
         out[name] = arr
     return out
 
@@ -365,13 +366,12 @@ def _subset_tables(rule: LayerRule, funcs: dict, orders: dict) -> dict:
     prods = _products(rule.phi, funcs)
     for name in funcs:
         kmax = max(orders[name])
-        nf = prods[name].shape[1]
-        F = prods[name].reshape(nz, no, nf)
+        nf = prods[name].shape[0]
         Ho = _hermite_all(rule.Xo, kmax) * rule.Wo[:, None]  # (no, nb)
         nb = Ho.shape[1]
-        inner = np.matmul(F.transpose(0, 2, 1), Ho)  # (nz, nf, nb)
+        inner = (prods[name].reshape(nf * nz, no) @ Ho).reshape(nf, nz, nb)
         Hz = _hermite_all(rule.Xz, kmax) * rule.Wz[:, None]  # (nz, na)
-        mom_all = (Hz.T @ inner.reshape(nz, nf * nb)).reshape(-1, nf, nb).transpose(1, 0, 2)
+        mom_all = np.matmul(Hz.T[None], inner)  # (nf, na, nb)
         for k in orders[name]:
             ia, ib = _split_map(rz, rd, k)
             mom = mom_all[:, ia, ib]
