@@ -144,6 +144,20 @@ def test_one_channel_equals_the_single_channel_series(name, C_W, C_b):
         assert np.all(np.abs(mine.reshape(-1) - ref) <= 1e-8 * scale), (j, mine.reshape(-1), ref)
 
 
+def test_one_channel_unequal_widths_equals_the_single_channel_series():
+    """Unequal widths: slot k holds every term with k factors 1/n_l, with n_ref the harmonic
+    mean (T24); the several-channel recursion carries rho = n_ref/n_l per conditional
+    covariance and rho^2 per conditional third cumulant (T44)-(T45). Same bound as above."""
+    net = corrlib.Network([1, 20, 40, 10, 30, 25, 1], "tanh", 1.5, 0.2)
+    X = np.array([[1.2]])
+    fw = finite_width(net, X)
+    h = hierarchy(net, X, order=2)
+    out = multi_channel_series(net, fw.K, fw.Delta, fw.V, fw.layout, h.n_ref)
+    for j, key in ((1, "D2"), (2, "V2"), (3, "T")):
+        ref = h.term(j, 2).reshape(-1) * h.n_ref**2
+        assert np.max(np.abs(out[key].reshape(-1) - ref)) <= 1e-8 * np.max(np.abs(ref))
+
+
 # ------------------------------------------------------------------------- ReLU, (T16)
 
 
