@@ -46,6 +46,9 @@ _TRAP_R = 10.0
 # Gauss-Hermite nodes per conditional (derivative) dimension: the integrands are polynomials of
 # degree <= 2 + 8 there (a pair times He_8), integrated exactly by 6 nodes
 _OMEGA_NODES = 6
+# per family: the degree in omega is <= (number of derivative factors) + (Hermite order), i.e.
+# 2 + 8 (pairs), 4 + 4 (quads), 6 (sextets): Gauss-Hermite with 6, 5, 4 nodes is exact
+_OMEGA_FAMILY = {"pairs": 6, "quads": 5, "sexts": 4}
 # product weights below this fraction of the largest are pruned (radius 10 = _TRAP_R: for a small
 # kernel the D8 integrand of a pair behaves like xi^16, whose tail beyond 10 is 1e-12 of its
 # moment; at radius 8.6 it was 4e-8)
@@ -189,7 +192,14 @@ class LayerRule:
     True
     """
 
-    def __init__(self, act, K: np.ndarray, layout: ChannelLayout, coarse: bool = False):
+    def __init__(
+        self,
+        act,
+        K: np.ndarray,
+        layout: ChannelLayout,
+        coarse: bool = False,
+        omega_nodes: int = _OMEGA_NODES,
+    ):
         m, c = layout.m, layout.c
         K = 0.5 * (K + K.T)
         scale = max(float(np.max(np.diag(K))), 0.0)
@@ -208,7 +218,7 @@ class LayerRule:
             R = Qc[:, kc] * np.sqrt(lc[kc])
             rd = R.shape[1]
             B = np.block([[L, np.zeros((m, rd))], [BL, R]])
-            Xo, Wo = _tensor([_gh(_OMEGA_NODES)] * rd)
+            Xo, Wo = _tensor([_gh(omega_nodes)] * rd)
             X = np.concatenate([np.repeat(Xz, len(Wo), axis=0), np.tile(Xo, (len(Wz), 1))], axis=1)
             W = np.outer(Wz, Wo).ravel()
         else:
@@ -391,13 +401,17 @@ def _tables(act, K: np.ndarray, layout: ChannelLayout, derivatives: bool, coarse
     glob = {(name, k): np.zeros((n[name],) + (c,) * k) for name in _ORDERS for k in orders[name]}
     for I, S, members in sets["subsets"]:
         sub = ChannelLayout(len(I), layout.d)
-        rule = LayerRule(act, K[np.ix_(S, S)], sub, coarse=coarse)
         pos = np.full(c, -1, dtype=np.int64)
         pos[S] = np.arange(len(S))
-        funcs = {name: pos[sets[name][idx]] for name, idx in members.items()}
-        loc = _subset_tables(rule, funcs, orders)
-        for (name, k), val in loc.items():
-            glob[name, k][np.ix_(members[name], *([S] * k))] = val
+        by_nodes: dict[int, dict] = {}
+        for name, idx in members.items():
+            nodes = _OMEGA_FAMILY[name] if derivatives else 4
+            by_nodes.setdefault(nodes, {})[name] = pos[sets[name][idx]]
+        for nodes, funcs in by_nodes.items():
+            rule = LayerRule(act, K[np.ix_(S, S)], sub, coarse=coarse, omega_nodes=nodes)
+            loc = _subset_tables(rule, funcs, orders)
+            for (name, k), val in loc.items():
+                glob[name, k][np.ix_(members[name], *([S] * k))] = val
     t = {"G": glob["pairs", 0], "EQ": glob["quads", 0], "E6": glob["sexts", 0]}
     if derivatives:
         for k in (2, 4, 6, 8):
