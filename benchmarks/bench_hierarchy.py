@@ -96,7 +96,9 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="only the two order-6 cases")
     parser.add_argument(
-        "--several-only", action="store_true", help="only the several-channel order-2 cases"
+        "--several-only",
+        action="store_true",
+        help="only the several-channel order-2 cases (the c = 1 rows of the CSV are kept)",
     )
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per case (best kept)")
     args = parser.parse_args(argv)
@@ -128,7 +130,12 @@ def main(argv=None) -> None:
     df["date_utc"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
     df["machine"] = f"{platform.machine()} {platform.processor() or platform.system()}"
     df["numpy"] = np.__version__
-    target = RESULTS / ("hierarchy_several.csv" if args.several_only else "hierarchy.csv")
+    target = RESULTS / "hierarchy.csv"
+    if args.several_only and target.exists():  # keep the recorded single-channel rows
+        old = pd.read_csv(target)
+        if "c" in old:
+            old = old[old.c == 1]
+        df = pd.concat([old, df], ignore_index=True)
     with atomic_path(target) as tmp:
         df.to_csv(tmp, index=False)
     print(f"\nwrote {target}")
