@@ -43,6 +43,8 @@ _TRAP_MAX = {1: 0.25, 2: 0.3, 3: 0.6, 4: 0.6}
 _PRUNE_HIGH = 1e-16
 _TRAP_CHECK = 1.3
 _TRAP_R = 10.0
+# value nodes per chunk of the Hermite sums
+_CHUNK = 4096
 # Gauss-Hermite nodes per conditional (derivative) dimension: the integrands are polynomials of
 # degree <= 2 + 8 there (a pair times He_8), integrated exactly by 6 nodes
 _OMEGA_NODES = 6
@@ -304,20 +306,20 @@ def _all_indices(q: int, kmax: int) -> tuple[np.ndarray, dict]:
 
 
 def _hermite_all(x: np.ndarray, kmax: int) -> np.ndarray:
-    """He_alpha(x) for every multi-index of order <= kmax, (P, n_alpha) (all orders)."""
+    """He_alpha(x) for every multi-index of order <= kmax, (n_alpha, P) (all orders)."""
     P, q = x.shape
     counts = _all_indices(q, kmax)[0]
     if q == 0:
-        return np.ones((P, 1))
-    He = np.empty((P, q, kmax + 1))
-    He[..., 0] = 1.0
-    if kmax >= 1:
-        He[..., 1] = x
-    for k in range(1, kmax):
-        He[..., k + 1] = x * He[..., k] - k * He[..., k - 1]
-    out = He[:, 0, counts[:, 0]].copy()
-    for j in range(1, q):
-        out *= He[:, j, counts[:, j]]
+        return np.ones((1, P))
+    out = None
+    for j in range(q):
+        He = np.empty((kmax + 1, P))  # rows He_0..He_kmax of coordinate j, contiguous
+        He[0] = 1.0
+        if kmax >= 1:
+            He[1] = x[:, j]
+        for k in range(1, kmax):
+            He[k + 1] = x[:, j] * He[k] - k * He[k - 1]
+        out = He[counts[:, j]] if out is None else out * He[counts[:, j]]
     return out
 
 
@@ -377,11 +379,14 @@ def _subset_tables(rule: LayerRule, funcs: dict, orders: dict) -> dict:
     for name in funcs:
         kmax = max(orders[name])
         nf = prods[name].shape[0]
-        Ho = _hermite_all(rule.Xo, kmax) * rule.Wo[:, None]  # (no, nb)
+        Ho = (_hermite_all(rule.Xo, kmax) * rule.Wo).T  # (no, nb)
         nb = Ho.shape[1]
         inner = (prods[name].reshape(nf * nz, no) @ Ho).reshape(nf, nz, nb)
-        Hz = _hermite_all(rule.Xz, kmax) * rule.Wz[:, None]  # (nz, na)
-        mom_all = np.matmul(Hz.T[None], inner)  # (nf, na, nb)
+        mom_all = 0.0
+        for z0 in range(0, nz, _CHUNK):  # chunks keep the (nodes x multi-indices) table small
+            zs = slice(z0, z0 + _CHUNK)
+            Hz = _hermite_all(rule.Xz[zs], kmax) * rule.Wz[zs]  # (na, chunk)
+            mom_all = mom_all + np.matmul(Hz[None], inner[:, zs])  # (nf, na, nb)
         for k in orders[name]:
             ia, ib = _split_map(rz, rd, k)
             mom = mom_all[:, ia, ib]
@@ -405,7 +410,7 @@ def _tables(act, K: np.ndarray, layout: ChannelLayout, derivatives: bool, coarse
         pos[S] = np.arange(len(S))
         by_nodes: dict[int, dict] = {}
         for name, idx in members.items():
-            nodes = _OMEGA_FAMILY[name] if derivatives else 4
+            nodes = _OMEGA_FAMILY[name] if derivatives and layout.d else 4
             by_nodes.setdefault(nodes, {})[name] = pos[sets[name][idx]]
         for nodes, funcs in by_nodes.items():
             rule = LayerRule(act, K[np.ix_(S, S)], sub, coarse=coarse, omega_nodes=nodes)
