@@ -533,11 +533,11 @@ def test_numpy_integer_order_accepted():
     assert hierarchy(TANH_NET, [1.0], order=np.int64(2)).order == 2
 
 
-def test_several_channels_above_order_1():
+def test_several_channels_above_order_2():
     net = corrlib.Network.uniform("tanh", 16, 3, n_in=2)
-    with pytest.raises(ValueError, match=r"order 2 needs one input without directions.*c = 2"):
-        hierarchy(net, np.eye(2), order=2)
-    with pytest.raises(ValueError, match=r"c = 2 channels \(m = 1 inputs, d = 1 directions\)"):
+    with pytest.raises(ValueError, match=r"order must be 1 or 2 for several channels; got 3"):
+        hierarchy(net, np.eye(2), order=3)
+    with pytest.raises(ValueError, match=r"c = 2 channels: m = 1 inputs, d = 1 directions"):
         hierarchy(net, [1.0, 0.0], directions=[[0.0, 1.0]], order=3)
 
 
