@@ -7,7 +7,7 @@ L = 1000 (J = 1, 2, 4, 6, 8, 10, 12). A HierarchyWarning (partial sums outside t
 series) is recorded in the ``warning`` column, not raised. Target (issue 11): order 6, c = 1,
 L = 1000 in under 1 s on one core.
 
-Several channels (T40)-(T47): order 2, c = 4 channels, L = 100, width n = 256, at the critical
+Several channels (T33)-(T40): order 2, c = 4 channels, L = 100, width n = 256, at the critical
 point: tanh with 2 inputs and 1 direction, 4 inputs, 1 input and 3 directions; relu and gelu
 with 2 inputs and 1 direction (fixed random inputs in R^3). Target (issue 11): under 20 s on one
 core. These are timed once (no warm-up: a run is long enough).

@@ -1,4 +1,4 @@
-"""The several-channel hierarchy, orders 1 and 2 (docs/theory.md section 5b, (T40)-(T47)).
+"""The several-channel hierarchy, orders 1 and 2 (docs/theory.md section 5b, (T33)-(T40)).
 
 References, none of them the code under test:
 - order 1 and the n^0, n^-1 slots of order 2: ``corrlib.finite_width`` (the channel engine);
@@ -93,7 +93,7 @@ def test_order2_keeps_the_order1_terms(order2):
 
 
 def test_own_tables_reproduce_the_engine(order2):
-    """(T10)-(T11) evaluated with this module's tables (T41) against the channel engine.
+    """(T10)-(T11) evaluated with this module's tables (T34) against the channel engine.
 
     Both are quadratures of the same integrals; the engine is accurate to ~1e-12 (G2, G4, D2)
     and this module's trapezoid/Gauss rules to ~1e-10 of each table (measured, table_error
@@ -147,7 +147,7 @@ def test_one_channel_equals_the_single_channel_series(name, C_W, C_b):
 def test_one_channel_unequal_widths_equals_the_single_channel_series():
     """Unequal widths: slot k holds every term with k factors 1/n_l, with n_ref the harmonic
     mean (T24); the several-channel recursion carries rho = n_ref/n_l per conditional
-    covariance and rho^2 per conditional third cumulant (T44)-(T45). Same bound as above."""
+    covariance and rho^2 per conditional third cumulant (T37)-(T38). Same bound as above."""
     net = corrlib.Network([1, 20, 40, 10, 30, 25, 1], "tanh", 1.5, 0.2)
     X = np.array([[1.2]])
     fw = finite_width(net, X)

@@ -1,16 +1,16 @@
-"""The several-channel hierarchy at order n^-2, docs/theory.md section 5b (T40)-(T47).
+"""The several-channel hierarchy at order n^-2, docs/theory.md section 5b (T33)-(T40).
 
 For c <= 4 channels (several inputs and/or directions) the collective kernel S = Sigma^{(l)} is a
 random c x c matrix; given S the next one is an average of n_{l+1} i.i.d. copies of
 C_W phi phi^T plus C_b on the value block (T3). Expanding the conditional mean, covariance and
 third cumulant of one step around the infinite-width kernel K_l in d = S - K_l and taking
 expectations over d gives the 1/n^2 terms of E Sigma and Cov Sigma and the leading term of the
-third cumulant tensor (T42)-(T45). Every derivative with respect to the covariance entries is a
-Gaussian (Hermite) identity in whitening coordinates x of N(0, K_l) (T41): no finite
+third cumulant tensor (T35)-(T38). Every derivative with respect to the covariance entries is a
+Gaussian (Hermite) identity in whitening coordinates x of N(0, K_l) (T34): no finite
 differences, no derivative of sigma beyond sigma' (which already defines a derivative channel).
 
 The n^-1 terms (K + Delta, V) are those of :func:`corrlib.finite_width` (the channel engine); this
-module adds the n^-2 terms, feeding the engine's Delta and V into (T43)-(T45). It also carries
+module adds the n^-2 terms, feeding the engine's Delta and V into (T36)-(T38). It also carries
 its own n^-1 terms with the same tables, as an independent check of the quadrature (tests).
 """
 
@@ -167,7 +167,7 @@ def _value_rule(act, r: int, L: np.ndarray, coarse: bool) -> tuple[np.ndarray, n
 
 
 class LayerRule:
-    """Whitening coordinates and a node rule for zeta ~ N(0, K) on c <= 4 channels (T41).
+    """Whitening coordinates and a node rule for zeta ~ N(0, K) on c <= 4 channels (T34).
 
     zeta = B x with x ~ N(0, I_r), r = rank K. The value channels come first: z = L xi (L from
     the eigenvectors of the value block), and the derivative channels are
@@ -368,7 +368,7 @@ def _products(phi: np.ndarray, funcs: dict) -> dict:
 
 def _subset_tables(rule: LayerRule, funcs: dict, orders: dict) -> dict:
     """Hermite moments E[F He_alpha(x)] of the functions on one subset, as channel-derivative
-    tensors on the subset's channels (T41): {(family, k): (n_f,) + (c_S,) * k}.
+    tensors on the subset's channels (T34): {(family, k): (n_f,) + (c_S,) * k}.
 
     The rule is a product of the value rule (xi) and the conditional rule (omega), and
     He_alpha(x) = He_a(xi) He_b(omega): the omega sums are done first, for every b at once."""
@@ -396,7 +396,7 @@ def _subset_tables(rule: LayerRule, funcs: dict, orders: dict) -> dict:
 
 
 def _tables(act, K: np.ndarray, layout: ChannelLayout, derivatives: bool, coarse: bool) -> dict:
-    """Every Gaussian table of one step at the kernel K (T41), in channel coordinates:
+    """Every Gaussian table of one step at the kernel K (T34), in channel coordinates:
     G (pairs), EQ (quads), E6 (sextets); with ``derivatives`` also D2..D8 of the pairs
     (n_pairs, c^k) and Q2, Q4 of the quads. One rule per distinct input subset."""
     sets = _channel_sets(layout.m, layout.d)
@@ -433,7 +433,7 @@ def _tables(act, K: np.ndarray, layout: ChannelLayout, derivatives: bool, coarse
 
 
 def _step(t: dict, sets: dict, C_W: float, rho: float, state: dict, own: dict) -> dict:
-    """One layer of (T43)-(T45) in channel coordinates, on unordered channel pairs. ``state``:
+    """One layer of (T36)-(T38) in channel coordinates, on unordered channel pairs. ``state``:
     slot-1 (the engine's) and slot-2 coefficients of the current layer; ``own``: this
     recursion's own slot-1 coefficients (a check of the tables)."""
     qid, sid, c = sets["qid"], sets["sid"], sets["c"]
@@ -471,7 +471,7 @@ def _step(t: dict, sets: dict, C_W: float, rho: float, state: dict, own: dict) -
     v2 = state["V2"].reshape(r2, r2)
     tt = state["T"].reshape(r2, r2, r2)
     vv = v1.reshape(-1)
-    # (T43): the mean
+    # (T36): the mean
     M3v = (M3.reshape(npr * r2, r2 * r2) @ vv).reshape(npr, r2)  # m3[., V]
     M4v = (M4.reshape(npr * r2 * r2, r2 * r2) @ vv).reshape(npr, r2 * r2)  # m4[., ., V]
     out["D2"] = (
@@ -482,7 +482,7 @@ def _step(t: dict, sets: dict, C_W: float, rho: float, state: dict, own: dict) -
         + 0.5 * M3v @ d1
         + M4v @ vv / 8.0
     )
-    # (T44): the covariance
+    # (T37): the covariance
     D2F, D4F = t["D2"], t["D4"]
     Q2, Q4 = t["Q2"][qid], t["Q4"][qid]  # (npr, npr, c^k)
     c1 = C_W**2 * (0.5 * Q2 - 0.5 * D2F[:, None, :] * G[None, :, None]
@@ -500,7 +500,7 @@ def _step(t: dict, sets: dict, C_W: float, rho: float, state: dict, own: dict) -
         + X.T
         + 0.5 * Y.reshape(npr, -1) @ M2.reshape(npr, -1).T
     )
-    # (T45): the third cumulant
+    # (T38): the third cumulant
     T3 = np.einsum("ai,bj,ck,ijk->abc", M1, M1, M1, tt, optimize=True)
     P1 = np.einsum("ak,bck->abc", w, c1)
     P2 = np.einsum("ak,ckl,bl->abc", w, M2r, w, optimize=True)
@@ -535,7 +535,7 @@ def multi_channel_series(
     net, K: np.ndarray, Delta: np.ndarray, V: np.ndarray, layout: ChannelLayout, n_ref: float,
     *, check: bool = True,
 ) -> dict:  # fmt: skip
-    """The n^-2 terms of E Sigma, Cov Sigma and kappa_3(Sigma) for c <= 4 channels (T43)-(T45).
+    """The n^-2 terms of E Sigma, Cov Sigma and kappa_3(Sigma) for c <= 4 channels (T36)-(T38).
 
     Parameters
     ----------

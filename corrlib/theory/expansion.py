@@ -5,7 +5,7 @@ order J for one input without directions (one channel, c = 1): every cumulant ka
 Sigma^{(l)}, j = 1..J+1, with all its terms through n^{-J}, at every layer. Order J = 1
 reproduces (T10)-(T12) and J = 2 adds (T13). Several channels (c <= 4: several inputs and/or
 directions) are available at orders 1 (:func:`corrlib.finite_width`) and 2 (the n^-2 terms of
-the mean kernel and of V and the leading third-cumulant tensor, (T40)-(T47)).
+the mean kernel and of V and the leading third-cumulant tensor, (T33)-(T40)).
 
 Layer convention (as everywhere in corrlib): arrays have a leading axis of length L+1 whose
 entry l-1 belongs to z^{(l)}, i.e. to Sigma^{(l-1)}; entry 0 is the deterministic
@@ -72,8 +72,8 @@ class HierarchyResult:
         How the Gaussian s-derivatives were taken: ``"scale-invariant"`` (closed form (T26)),
         ``"hermite"`` (natural-unit Hermite identity (T25)), ``"finite_width"`` (several
         channels at order 1, from (T10)-(T11)) or ``"hermite-multi"`` (several channels at
-        order 2: the n^-1 terms from (T10)-(T11), the n^-2 terms from (T43)-(T45) with the
-        multivariate Hermite identity (T41)).
+        order 2: the n^-1 terms from (T10)-(T11), the n^-2 terms from (T36)-(T38) with the
+        multivariate Hermite identity (T34)).
     table_error : ndarray
         c = 1: refinement estimate of the quadrature error of the Hermite tables (T25),
         relative to the size of each table, shape (J+2, 2J+1) (zeros for the closed forms).
@@ -309,7 +309,7 @@ def _reference_width(widths: tuple[int, ...]) -> float:
 
 def _several_channels(net: Network, X, directions, layout: ChannelLayout, J: int, n_ref: float):
     """Several channels: order 1 is (T10)-(T11) of corrlib.finite_width; order 2 adds the n^-2
-    terms of (T43)-(T45) (corrlib/theory/_expansion_multi.py) for c <= 4 channels."""
+    terms of (T36)-(T38) (corrlib/theory/_expansion_multi.py) for c <= 4 channels."""
     if J > 2:
         raise ValueError(
             f"order must be 1 or 2 for several channels; got {J} (c = {layout.c} channels: "
@@ -411,10 +411,10 @@ def hierarchy(net: Network, X, directions=None, order: int = 2, **kwargs) -> Hie
     for Var Sigma from L/n = 1.75 (J = 6), 2.3 (J = 5), 3.1 (J = 4) at n = 32 and 64 (see
     :func:`hierarchy_convergence`); beyond, use the exact solver.
 
-    *Several channels (c <= 4), order 2 (T40)-(T47).* The n^0 and n^-1 terms are
+    *Several channels (c <= 4), order 2 (T33)-(T40).* The n^0 and n^-1 terms are
     :func:`corrlib.finite_width`'s; the n^-2 terms of E Sigma and Cov Sigma and the leading
     third-cumulant tensor come from the expansion of one step in d = Sigma - K with the
-    multivariate Hermite identity (T41) (quadrature per input subset: exact half-line/polar
+    multivariate Hermite identity (T34) (quadrature per input subset: exact half-line/polar
     rules for relu-type activations on <= 2 inputs, trapezoid rules for smooth ones; relu-type
     on 3-4 inputs raises NotImplementedError). Measured (tests/test_hierarchy_multi.py): the
     n^-1 terms recomputed with these tables agree with the engine to <= 1e-7 (typically 1e-10);
