@@ -108,6 +108,49 @@ def test_4_survival_function_at_the_atom_and_non_integer_moments():
         law.moment(2.5)  # was moment(2)
 
 
+# ------------------------------------------------------------------ 5. quadrature limits
+
+
+def test_5_tanh_susceptibilities_at_large_kernel_match_their_asymptotic_forms():
+    """At large K, E[tanh'(z)^2] -> (int sech^4) / sqrt(2 pi K) = (4/3) / sqrt(2 pi K), up to a
+    relative O(1/K); was 0 from K = 1e8."""
+    K = 1e8
+    expected = (4.0 / 3.0) / math.sqrt(2.0 * math.pi * K)
+    assert corrlib.chi_perp("tanh", K, 1.0) == pytest.approx(expected, rel=1e-6)
+
+
+def test_5_saturated_tanh_input_is_refused_by_the_exact_solver_naming_the_cause():
+    # was: 1.7% off at layer 1 with a warning blaming the width (x = 10), MemoryError (x >= 1e3)
+    for x in (10.0, 1e3):
+        with pytest.raises(exact.AccuracyError, match="saturat"):
+            exact.single_input(Network.uniform("tanh", 64, 2), [[x]])
+
+
+# ------------------------------------------------------------------------- 6. NaN / inf
+
+
+@pytest.mark.parametrize("x", [1e155, 1e200])
+def test_6_an_overflowing_input_kernel_names_the_layer(x):
+    with pytest.raises(OverflowError, match="layer 1"):
+        corrlib.infinite_width_kernel(Network.uniform("relu", 64, 0), [[x]])
+
+
+def test_6_an_overflowing_four_point_function_names_the_layer():
+    # was: K = 2e200 with V = Delta = NaN
+    with pytest.raises(OverflowError, match="layer 2"):
+        corrlib.finite_width(Network.uniform("relu", 64, 3, C_W=2.0), [[1e100]])
+
+
+def test_6_a_nan_activation_is_named_at_construction():
+    with pytest.raises(ValueError, match="finite"):
+        Activation("nanact", f=lambda z: np.where(z > 5, np.nan, np.tanh(z)), df=TANH.df)
+
+
+def test_6_susceptibility_of_a_nan_kernel_is_an_error():
+    with pytest.raises(ValueError, match="K must be finite"):
+        corrlib.chi_perp("tanh", np.nan, 1.0)
+
+
 # ---------------------------------------------------------- 7. user-defined activations
 
 
@@ -143,6 +186,13 @@ def test_7_lambdas_pickle():
 # ------------------------------------------------------------------- 8. unbounded cost
 
 
+def test_8_five_inputs_fit_in_memory():
+    # was: 6 GiB exhausted
+    res = corrlib.finite_width(Network.uniform("tanh", 64, 3, n_in=5), np.eye(5))
+    assert res.V.shape == (4, 5, 5, 5, 5)
+    assert np.isfinite(res.V).all()
+
+
 def test_8_moment_order_is_capped_with_its_cost():
     with pytest.raises(ValueError, match="k_max"):
         exact.log_output_moments(Network.uniform("relu", 64, 4), [[1.0]], k_max=10**6)
@@ -162,6 +212,18 @@ def test_9_complex_and_ragged_X_are_named():
         corrlib.estimate_cumulants(net, [[1 + 1j]], 100)
     with pytest.raises(ValueError, match="ragged"):
         corrlib.estimate_cumulants(Network.uniform("relu", 8, 2, n_in=2), [[1.0], [1.0, 2.0]], 100)
+
+
+def test_9_quadrature_and_range_arguments_are_named():
+    net = Network.uniform("tanh", 64, 3)
+    with pytest.raises(TypeError, match="n_radial must be an integer"):
+        corrlib.finite_width(net, [[1.0]], n_radial=2.7)
+    with pytest.raises(TypeError, match="did you mean 'n_radial'"):
+        corrlib.finite_width(net, [[1.0]], nradial=5)
+    with pytest.raises(ValueError, match="C_b must be"):
+        corrlib.theory.kernel_map("tanh", 1.0, 1.0, -1.0)
+    with pytest.raises(ValueError, match="width must be"):
+        corrlib.theory.asymptotics.leading_order("tanh", [1, 2], 0)
 
 
 def test_9_rvs_arguments_are_named():
