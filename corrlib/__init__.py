@@ -32,6 +32,7 @@ _API = {
     "Network": "model.network",
     "ChannelLayout": "model.channels",
     "input_kernel": "model.channels",
+    "input_with_kernel": "model.network",
     "gaussian_expectation": "model.gaussian",
     "chi_parallel": "model.criticality",
     "chi_perp": "model.criticality",

@@ -95,3 +95,23 @@ def test_records_are_appended_to_the_checks_file(tmp_path, monkeypatch):
 def test_labels_must_match_the_values():
     with pytest.raises(ValueError, match="labels must have one entry per value"):
         Checks("nb").z_scores("Z", [1.0, 2.0], z_max=4, meaning="m", labels=["only one"])
+
+
+def test_show_warnings_prints_each_distinct_message_and_returns_them(capsys):
+    import warnings
+
+    from corrlib.companion.checks import show_warnings
+
+    with show_warnings(width=40) as caught:
+        for _ in range(2):
+            warnings.warn(
+                "the standard error of T is not trustworthy at layers 5..9",
+                UserWarning,
+                stacklevel=1,
+            )
+        warnings.warn("another", DeprecationWarning, stacklevel=1)
+    out = capsys.readouterr().out
+    assert len(caught) == 3
+    assert out.count("UserWarning: the standard error") == 1
+    assert "DeprecationWarning: another" in out
+    assert max(len(line) for line in out.splitlines()) <= 40

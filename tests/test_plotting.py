@@ -175,3 +175,43 @@ def test_returned_paths_display_without_machine_specific_parts(figdir):
     path = plotting.save_table(pd.DataFrame({"x": [1]}), "07_demo", "t")
     assert repr(path) == "OutputPath('07_demo/t.csv')"
     assert path.exists() and path.is_absolute()
+
+
+def test_fit_loglog_slope_weighted_error_is_the_propagated_one():
+    # slope error of a weighted straight-line fit: sigma / sqrt(S_xx) for equal relative errors
+    x = np.array([1.0, 2.0, 4.0, 8.0, 16.0])
+    s, s_se, a = plotting.fit_loglog_slope(x, 2 * x**0.5, se=0.03 * 2 * x**0.5)
+    lx = np.log(x)
+    assert s == pytest.approx(0.5, abs=1e-12)
+    assert np.exp(a) == pytest.approx(2.0, rel=1e-12)
+    assert s_se == pytest.approx(0.03 / np.sqrt(np.sum((lx - lx.mean()) ** 2)), rel=1e-10)
+
+
+def test_fit_loglog_slope_recovers_a_slope_within_its_error():
+    rng = np.random.default_rng(5)
+    x = np.geomspace(1, 100, 12)
+    y = 3 * x**1.7
+    se = 0.05 * y
+    z = []
+    for _ in range(200):
+        s, s_se, _ = plotting.fit_loglog_slope(x, y * np.exp(rng.normal(0, 0.05, x.size)), se)
+        z.append((s - 1.7) / s_se)
+    # the standardized slopes have unit spread (chi^2 with 199 dof: 4-sigma band is +-0.4)
+    assert abs(np.std(z) - 1) < 0.2 and abs(np.mean(z)) < 4 / np.sqrt(200)
+
+
+def test_fit_loglog_slope_refuses_bad_input():
+    with pytest.raises(ValueError, match="positive"):
+        plotting.fit_loglog_slope([1.0, 2.0, 3.0], [1.0, -1.0, 2.0])
+    with pytest.raises(ValueError, match="at least 3"):
+        plotting.fit_loglog_slope([1.0, 2.0], [1.0, 2.0])
+
+
+def test_collapse_panel_and_mark_point():
+    fig, ax = plt.subplots()
+    ell = np.arange(1, 5)
+    plotting.collapse_panel(ax, {2: (ell, ell), 4: (ell, ell)}, style="--")
+    assert [ln.get_label() for ln in ax.lines] == ["$n=2$", "$n=4$"]
+    star = plotting.mark_point(ax, 0.0, 1.0, "critical point")
+    assert star.get_zorder() > max(ln.get_zorder() for ln in ax.lines[:-1])
+    plt.close(fig)

@@ -39,16 +39,19 @@ demo: 1 check outside the regime it covers (not a failure):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
-from collections.abc import Sequence
+import textwrap
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-__all__ = ["CHECKS_FILE_ENV", "CheckFailed", "CheckResult", "Checks", "Regime"]
+__all__ = ["CHECKS_FILE_ENV", "CheckFailed", "CheckResult", "Checks", "Regime", "show_warnings"]
 
 #: Environment variable: append the check records (JSON lines) to this file.
 CHECKS_FILE_ENV = "CORRLIB_CHECKS_FILE"
@@ -327,3 +330,33 @@ class Checks:
         with open(path, "a", encoding="utf-8") as fh:
             for r in self.results:
                 fh.write(json.dumps(asdict(r), sort_keys=True) + "\n")
+
+
+@contextlib.contextmanager
+def show_warnings(width: int = 100) -> Iterator[list[warnings.WarningMessage]]:
+    """Run a block, then print every warning it raised: its category and full message.
+
+    A notebook cell that expects a warning (e.g. :class:`corrlib.HeavyTailWarning` where a Monte
+    Carlo standard error cannot be trusted) shows it this way, wrapped to ``width`` columns and
+    without the file paths of the default display (so the output is the same on every
+    machine); identical messages are shown once. Nothing is silenced: the caught warnings are
+    also returned (the list yielded by the context manager) for the cell to inspect.
+
+    Examples
+    --------
+    >>> with show_warnings() as caught:
+    ...     warnings.warn("sample variance of V untrustworthy at layer 7", RuntimeWarning)
+    RuntimeWarning: sample variance of V untrustworthy at layer 7
+    >>> len(caught)
+    1
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield caught
+    seen: set[tuple[str, str]] = set()
+    for w in caught:
+        key = (w.category.__name__, str(w.message))
+        if key in seen:
+            continue
+        seen.add(key)
+        print(textwrap.fill(f"{key[0]}: {key[1]}", width, break_on_hyphens=False))

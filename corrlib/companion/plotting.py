@@ -35,8 +35,12 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "FIGURES_ENV",
     "apply_style",
+    "collapse_panel",
     "errorbar_vs_theory",
     "figures_dir",
+    "fit_loglog_slope",
+    "loglog_with_slope",
+    "mark_point",
     "repo_root",
     "save_figure",
     "save_table",
@@ -223,6 +227,162 @@ def errorbar_vs_theory(
         x, mc, yerr=se, fmt=marker, color=color, label=mc_label, markerfacecolor="none"
     )
     return cont, line
+
+
+def fit_loglog_slope(
+    x: Sequence[float] | np.ndarray,
+    y: Sequence[float] | np.ndarray,
+    se: Sequence[float] | np.ndarray | None = None,
+) -> tuple[float, float, float]:
+    """Slope of ``log y = a + s log x`` by least squares, with its standard error.
+
+    With ``se`` (standard errors of ``y``) the fit is weighted by ``y / se`` (the standard
+    error of ``log y`` is ``se / y`` to first order) and the slope's error is the propagated
+    one (``np.polyfit(..., w=, cov="unscaled")``). Without ``se`` the points count equally and
+    the error is the residual-scaled least-squares error (which for deterministic curves only
+    measures how well a power law fits; it needs at least 3 points).
+
+    Parameters
+    ----------
+    x, y : array_like, shape (k,)
+        Positive abscissae and values.
+    se : array_like, shape (k,), optional
+        Standard errors of ``y``.
+
+    Returns
+    -------
+    (slope, slope_se, intercept) : tuple of float
+        ``intercept`` is ``a`` (natural log).
+
+    Examples
+    --------
+    >>> x = np.array([1.0, 2.0, 4.0, 8.0])
+    >>> s, s_se, a = fit_loglog_slope(x, 3 * x**2, se=0.01 * 3 * x**2)
+    >>> round(s, 12), round(s_se, 4), round(float(np.exp(a)), 12)
+    (2.0, 0.0065, 3.0)
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):  # refused below, naming x and y
+        lx, ly = np.log(np.asarray(x, dtype=float)), np.log(np.asarray(y, dtype=float))
+    if lx.shape != ly.shape or lx.ndim != 1:
+        raise ValueError(f"x and y must be 1-D of equal shape; got {lx.shape} and {ly.shape}")
+    if not (np.all(np.isfinite(lx)) and np.all(np.isfinite(ly))):
+        raise ValueError("x and y must be positive and finite (their logs are fitted)")
+    if se is None:
+        if lx.size < 3:
+            raise ValueError(f"an unweighted fit needs at least 3 points; got {lx.size}")
+        coef, cov = np.polyfit(lx, ly, 1, cov=True)
+    else:
+        rel = np.asarray(se, dtype=float) / np.asarray(y, dtype=float)
+        if rel.shape != lx.shape or not np.all(rel > 0):
+            raise ValueError("se must be positive with the shape of y")
+        coef, cov = np.polyfit(lx, ly, 1, w=1 / rel, cov="unscaled")
+    return float(coef[0]), float(np.sqrt(cov[0, 0])), float(coef[1])
+
+
+def loglog_with_slope(
+    ax: Axes,
+    x: Sequence[float] | np.ndarray,
+    y: Sequence[float] | np.ndarray,
+    se: Sequence[float] | np.ndarray | None = None,
+    *,
+    label: str = "",
+    color: Any = None,
+    marker: str = "o",
+) -> tuple[float, float]:
+    """Points (with +-1 se bars if given) on log-log axes and their fitted power law, dashed.
+
+    The legend entry is ``label`` followed by the fitted slope and its standard error
+    (:func:`fit_loglog_slope`).
+
+    Returns
+    -------
+    (slope, slope_se) : tuple of float
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import matplotlib.pyplot as plt
+    >>> fig, ax = plt.subplots()
+    >>> x = np.array([1.0, 2.0, 4.0])
+    >>> s, s_se = loglog_with_slope(ax, x, x**1.5, 0.02 * x**1.5, label="data")
+    >>> round(s, 10), ax.get_legend_handles_labels()[1]
+    (1.5, ['data: slope 1.500 +- 0.02'])
+    >>> plt.close(fig)
+    """
+    slope, slope_se, a = fit_loglog_slope(x, y, se)
+    xs = np.asarray(x, dtype=float)
+    cont = ax.errorbar(xs, y, yerr=se, fmt=marker, color=color, markerfacecolor="none")
+    color = cont.lines[0].get_color()
+    xx = np.geomspace(xs.min(), xs.max(), 50)
+    text = f"{label}: slope {slope:.3f} +- {slope_se:.2g}" if label else None
+    ax.plot(xx, np.exp(a) * xx**slope, "--", color=color, lw=1, label=text)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    return slope, slope_se
+
+
+def collapse_panel(
+    ax: Axes,
+    curves: dict[int, tuple[np.ndarray, np.ndarray]],
+    *,
+    style: str = "-",
+    label: str = "$n={n}$",
+    colors: dict[int, Any] | None = None,
+    **plot_kwargs: Any,
+) -> None:
+    """One curve per width against ``l/n``: the collapse of finite-width quantities in depth
+    over width (every curve of a quantity that depends on l/n only lies on one line).
+
+    Parameters
+    ----------
+    curves : dict n -> (layers, values)
+        ``layers`` are the depths l of each value; they are plotted at ``l / n``.
+    style : str
+        Line style (a format string for ``ax.plot``).
+    label : str
+        Legend label, formatted with ``n``; empty for no legend entries.
+    colors : dict n -> colour, optional
+        Default: the colour cycle in the order of ``curves``.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import matplotlib.pyplot as plt
+    >>> fig, ax = plt.subplots()
+    >>> ell = np.arange(1, 9)
+    >>> collapse_panel(ax, {4: (ell, ell / 4), 8: (ell, ell / 8)})
+    >>> [float(line.get_xdata()[-1]) for line in ax.lines]
+    [2.0, 1.0]
+    >>> plt.close(fig)
+    """
+    for i, (n, (layers, values)) in enumerate(curves.items()):
+        color = (colors or {}).get(n, f"C{i}")
+        lab = label.format(n=n) if label else None
+        ax.plot(np.asarray(layers) / n, values, style, color=color, label=lab, **plot_kwargs)
+    ax.set_xlabel(r"$\ell/n$")
+
+
+def mark_point(ax: Axes, x: float, y: float, label: str, *, marker: str = "*", **kwargs: Any):
+    """A single marked point with its own legend entry (e.g. a critical point), drawn above
+    every other artist and not clipped at the axes' edge.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> import matplotlib.pyplot as plt
+    >>> fig, ax = plt.subplots()
+    >>> line = mark_point(ax, 0.0, 1.0, "critical point")
+    >>> line.get_label(), line.get_clip_on()
+    ('critical point', False)
+    >>> plt.close(fig)
+    """
+    kwargs.setdefault("color", "k")
+    kwargs.setdefault("ms", 11)
+    (line,) = ax.plot([x], [y], marker, label=label, zorder=10, clip_on=False, **kwargs)
+    return line
 
 
 # ---- notebook 11

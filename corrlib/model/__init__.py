@@ -18,7 +18,7 @@ from .activations import (
 from .channels import ChannelLayout, input_kernel
 from .criticality import CriticalPoint, chi_parallel, chi_perp, critical_point
 from .gaussian import gaussian_expectation
-from .network import Network
+from .network import Network, input_with_kernel
 
 __all__ = [
     "Activation",
@@ -32,6 +32,7 @@ __all__ = [
     "gaussian_expectation",
     "get_activation",
     "input_kernel",
+    "input_with_kernel",
     "leaky_relu",
     "scale_invariant",
 ]

@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
-from .._util import check_int, check_kwargs, check_real
+from .._util import check_int, check_kwargs, check_real, psd_sqrt
 from .activations import Activation, get_activation
 from .criticality import critical_point
 
-__all__ = ["Network", "validate_inputs"]
+__all__ = ["Network", "input_with_kernel", "validate_inputs"]
 
 _FIELDS = ("widths", "activation", "C_W", "C_b")
 
@@ -207,6 +207,99 @@ def _check_shape_args(width: Any, depth: Any, n_in: Any, n_out: Any) -> tuple[in
         check_int(n_in, "n_in", minimum=1),
         check_int(n_out, "n_out", minimum=1),
     )
+
+
+def input_with_kernel(
+    K1: Any,
+    n_in: int | None = None,
+    *,
+    C_W: float = 1.0,
+    C_b: float = 0.0,
+    angle: float | None = None,
+) -> np.ndarray:
+    """Inputs X whose first-layer kernel (T2) is a prescribed ``K1``.
+
+    Solves ``C_b + (C_W / n_0) X X^T = K1`` for ``X`` of shape ``(m, n_0)``, so that
+    ``input_kernel(net, X)`` of a network with these ``C_W``, ``C_b`` and ``n_0 = n_in`` is
+    ``K1`` (to rounding). Use it wherever an experiment is stated in terms of ``K^{(1)}``
+    rather than of the inputs themselves.
+
+    Parameters
+    ----------
+    K1 : float or array_like, shape (m, m)
+        A number: one input with ``K^{(1)} = K1`` (``K1 >= C_b``); every coordinate of it is
+        ``sqrt((K1 - C_b) / C_W)``. A symmetric matrix: m inputs with the kernel matrix ``K1``
+        (``K1 - C_b`` must be positive semi-definite, of rank at most ``n_in``).
+    n_in : int, optional
+        The input dimension n_0 >= 1. Default: 1 for one input, 2 with ``angle``, m for a
+        matrix.
+    C_W, C_b : float
+        The network's weight variance (> 0) and bias variance (>= 0).
+    angle : float, optional
+        With a number ``K1``: two inputs of kernel ``K1`` each at this angle (radians, in
+        [0, pi]) in input space; their kernel is ``C_b + (K1 - C_b) cos(angle)``.
+
+    Returns
+    -------
+    X : ndarray, shape (m, n_in)
+        float64; m = 1 for a number, 2 with ``angle``.
+
+    Raises
+    ------
+    TypeError
+        For a non-real ``K1`` or wrong-typed parameters.
+    ValueError
+        Naming the parameter and its value: ``K1 < C_b``, a matrix that is not square,
+        symmetric or with ``K1 - C_b`` positive semi-definite, a rank above ``n_in``, an angle
+        outside [0, pi], or ``angle`` given with a matrix.
+
+    Examples
+    --------
+    >>> X = input_with_kernel(2.0, C_W=2.0)
+    >>> X
+    array([[1.]])
+    >>> net = Network.uniform("relu", width=8, depth=2, n_in=3, C_W=2.0, C_b=0.5)
+    >>> X = input_with_kernel([[1.0, 0.7], [0.7, 1.5]], n_in=3, C_W=2.0, C_b=0.5)
+    >>> X.shape
+    (2, 3)
+    >>> from corrlib.model.channels import input_kernel
+    >>> np.allclose(input_kernel(net, X)[0], [[1.0, 0.7], [0.7, 1.5]])
+    True
+    >>> np.round(input_kernel(net.with_(widths=(2, 8, 8, 1)),
+    ...                       input_with_kernel(1.0, C_W=2.0, C_b=0.5, angle=np.pi / 2))[0], 12)
+    array([[1. , 0.5],
+           [0.5, 1. ]])
+    """
+    C_W = check_real(C_W, "C_W", minimum=0.0, strict_min=True)
+    C_b = check_real(C_b, "C_b", minimum=0.0)
+    arr = np.asarray(K1)
+    if arr.dtype.kind not in "iuf" or arr.dtype == bool:
+        raise TypeError(f"K1 must be a real number or a real (m, m) matrix; got {K1!r}")
+    if arr.ndim == 0:
+        k = check_real(float(arr), "K1", minimum=C_b)
+        if angle is None:
+            n = check_int(1 if n_in is None else n_in, "n_in", minimum=1)
+            return np.full((1, n), np.sqrt((k - C_b) / C_W))
+        theta = check_real(angle, "angle", minimum=0.0, maximum=np.pi)
+        cross = C_b + (k - C_b) * np.cos(theta)
+        arr = np.array([[k, cross], [cross, k]])
+        n_in = 2 if n_in is None else n_in
+    elif angle is not None:
+        raise ValueError(f"angle must be None when K1 is a matrix; got angle={angle!r}")
+    if arr.ndim != 2 or arr.shape[0] != arr.shape[1]:
+        raise ValueError(f"K1 must be a number or a square (m, m) matrix; got shape {arr.shape}")
+    m = arr.shape[0]
+    n = check_int(m if n_in is None else n_in, "n_in", minimum=1)
+    G = (np.asarray(arr, dtype=float) - C_b) * (n / C_W)  # = X X^T
+    A = psd_sqrt(G, name="(K1 - C_b) (the inner-product part of K1)")
+    if A.shape[1] > n:
+        raise ValueError(
+            f"n_in must be at least the rank {A.shape[1]} of K1 - C_b (the inputs span that many "
+            f"dimensions); got n_in={n}"
+        )
+    X = np.zeros((m, n))
+    X[:, : A.shape[1]] = A
+    return X
 
 
 def validate_inputs(
