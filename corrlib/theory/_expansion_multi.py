@@ -116,17 +116,19 @@ def _tensor(rules, prune: float = _PRUNE, grid: bool = False):
     at the end (the same nodes and weights as concatenating the coordinates step by step)."""
     idx = np.zeros((0, 1), dtype=np.intp)
     W = np.ones(1)
+    keeps = []
     for _x, w in rules:
         nw = len(w)
         W = np.outer(W, w).ravel()
         keep = np.flatnonzero(W > prune * W.max())
+        keeps.append(keep)
         W = W[keep]
         idx = np.concatenate([idx[:, keep // nw], (keep % nw)[None]], axis=0)
     X = np.empty((len(W), len(rules)))
     for j, (x, _) in enumerate(rules):
         X[:, j] = x[idx[j]]
-    if grid:  # the per-dimension node indices (lexicographic) and the 1-D nodes
-        return X, W, (idx, [x for x, _ in rules])
+    if grid:  # per dimension: the kept (parent node, 1-D node) pairs, and the 1-D nodes
+        return X, W, (keeps, [x for x, _ in rules])
     return X, W
 
 
@@ -375,24 +377,16 @@ def _join_map(ra: int, rb: int, kmax: int) -> tuple[np.ndarray, np.ndarray]:
     return ia, ib
 
 
-def _grid_moments(G: np.ndarray, idx: np.ndarray, xs: list, kmax: int) -> np.ndarray:
-    """sum_p G_fp He_alpha(x_p) for every multi-index of order <= kmax, (n_f, n_alpha), for nodes
-    on a pruned product grid (x_p)_j = xs[j][idx[j, p]] listed in lexicographic order.
+def _grid_moments(G: np.ndarray, keeps: list, xs: list, kmax: int) -> np.ndarray:
+    """sum_p G_fp He_alpha(x_p) for every multi-index of order <= kmax, (n_f, n_alpha), for the
+    nodes of a pruned product grid built by :func:`_tensor` (``keeps[j]``: the flat positions
+    (parent, j-th 1-D node) kept when coordinate j was added; ``xs[j]``: the 1-D nodes).
 
-    One coordinate at a time, last first: the nodes sharing the leading coordinates form one
-    row of a (rows, n_j) table, contracted with the (n_j, kmax + 1) table of He_k(xs[j])."""
-    nf, P = G.shape
-    r = idx.shape[0]
-    T = G[:, :, None]  # (nf, rows, trailing orders)
-    for j in range(r - 1, -1, -1):
-        if j:
-            new = np.empty(idx.shape[1], dtype=bool)
-            new[0] = True
-            new[1:] = np.any(idx[:j, 1:] != idx[:j, :-1], axis=0)
-            row = np.cumsum(new) - 1
-        else:
-            new, row = np.zeros(idx.shape[1], dtype=bool), np.zeros(idx.shape[1], dtype=np.intp)
-            new[0] = True
+    One coordinate at a time, last first: the kept nodes are scattered into the dense
+    (parents, n_j) table, which is contracted with the (n_j, kmax + 1) table of He_k(xs[j])."""
+    nf = G.shape[0]
+    T = G[:, :, None]  # (nf, nodes, trailing orders)
+    for j in range(len(xs) - 1, -1, -1):
         x = xs[j]
         H = np.empty((len(x), kmax + 1))
         H[:, 0] = 1.0
@@ -400,12 +394,13 @@ def _grid_moments(G: np.ndarray, idx: np.ndarray, xs: list, kmax: int) -> np.nda
             H[:, 1] = x
         for k in range(1, kmax):
             H[:, k + 1] = x * H[:, k] - k * H[:, k - 1]
-        D = np.zeros((nf, int(row[-1]) + 1, len(x), T.shape[2]))
-        D[:, row, idx[j], :] = T
-        T = np.einsum("fpnt,nk->fpkt", D, H, optimize=True).reshape(nf, D.shape[1], -1)
-        idx = idx[:, new]
-    counts = _all_indices(r, kmax)[0]
-    return T.reshape((nf,) + (kmax + 1,) * r)[(slice(None), *counts.T)]
+        parents = len(keeps[j - 1]) if j else 1
+        D = np.zeros((nf, parents * len(x), T.shape[2]))
+        D[:, keeps[j], :] = T
+        D = D.reshape(nf, parents, len(x), -1)
+        T = np.einsum("fpnt,nk->fpkt", D, H, optimize=True).reshape(nf, parents, -1)
+    counts = _all_indices(len(xs), kmax)[0]
+    return T.reshape((nf,) + (kmax + 1,) * len(xs))[(slice(None), *counts.T)]
 
 
 def _split_moments(F: np.ndarray, x: np.ndarray, w: np.ndarray, kmax: int) -> np.ndarray:
@@ -452,8 +447,14 @@ def _products(phi: np.ndarray, funcs: dict) -> dict:
                 arr[i] = Fp[ppos[tuple(row)]]
             elif len(row) == 4:
                 arr[i] = quad(row)
-            else:
-                np.multiply(quad(row[:4]), Fp[ppos[tuple(row[4:])]], out=arr[i])
+            else:  # a sextet: a quad already built (if any) times the remaining pair
+                q, p = row[:4], row[4:]
+                for drop in itertools.combinations(range(6), 2):
+                    rest = tuple(row[k] for k in range(6) if k not in drop)
+                    if rest in quads:
+                        q, p = rest, [row[k] for k in drop]
+                        break
+                np.multiply(quad(q), Fp[ppos[tuple(p)]], out=arr[i])
         out[name] = arr
     return out
 
