@@ -111,14 +111,24 @@ def _trap(h: float) -> tuple[np.ndarray, np.ndarray]:
     return x, h * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
 
 
-def _tensor(rules, prune: float = _PRUNE) -> tuple[np.ndarray, np.ndarray]:
-    X = np.zeros((1, 0))
+def _tensor(rules, prune: float = _PRUNE, grid: bool = False):
+    """Pruned product rule: node indices are carried per dimension and the nodes gathered once
+    at the end (the same nodes and weights as concatenating the coordinates step by step)."""
+    idx = np.zeros((0, 1), dtype=np.intp)
     W = np.ones(1)
-    for x, w in rules:
-        X = np.concatenate([np.repeat(X, len(x), axis=0), np.tile(x, len(W))[:, None]], axis=1)
+    keeps = []
+    for _x, w in rules:
+        nw = len(w)
         W = np.outer(W, w).ravel()
-        keep = W > prune * W.max()
-        X, W = X[keep], W[keep]
+        keep = np.flatnonzero(W > prune * W.max())
+        keeps.append(keep)
+        W = W[keep]
+        idx = np.concatenate([idx[:, keep // nw], (keep % nw)[None]], axis=0)
+    X = np.empty((len(W), len(rules)))
+    for j, (x, _) in enumerate(rules):
+        X[:, j] = x[idx[j]]
+    if grid:  # per dimension: the kept (parent node, 1-D node) pairs, and the 1-D nodes
+        return X, W, (keeps, [x for x, _ in rules])
     return X, W
 
 
@@ -141,10 +151,11 @@ def _polar(L: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return X[keep], W[keep]
 
 
-def _value_rule(act, r: int, L: np.ndarray, coarse: bool) -> tuple[np.ndarray, np.ndarray]:
-    """A standard-normal rule on R^r for the value coordinates xi (z = L xi)."""
+def _value_rule(act, r: int, L: np.ndarray, coarse: bool) -> tuple:
+    """A standard-normal rule on R^r for the value coordinates xi (z = L xi): nodes, weights and
+    (smooth activations) the pruned product grid they lie on, else None."""
     if r == 0:
-        return np.zeros((1, 0)), np.ones(1)
+        return np.zeros((1, 0)), np.ones(1), None
     if act.kink:
         if not act.is_scale_invariant or r > 2:
             raise NotImplementedError(
@@ -156,14 +167,29 @@ def _value_rule(act, r: int, L: np.ndarray, coarse: bool) -> tuple[np.ndarray, n
             )
         if r == 1:
             rho, w = radial_rule(0, _RADIAL)
-            return np.concatenate([rho, -rho])[:, None], np.concatenate([w, w]) / math.sqrt(
-                2.0 * math.pi
-            )
-        return _polar(L)
+            x = np.concatenate([rho, -rho])[:, None]
+            return x, np.concatenate([w, w]) / math.sqrt(2.0 * math.pi), None
+        return (*_polar(L), None)
     f = _TRAP_CHECK if coarse else 1.0
     steps = [min(_TRAP_MAX[r], _TRAP_STEP[r] / max(float(np.max(np.abs(L[:, j]))), 1e-300))
              for j in range(r)]  # fmt: skip
-    return _tensor([_trap(f * h) for h in steps], _PRUNE if r <= 2 else _PRUNE_HIGH)
+    return _tensor([_trap(f * h) for h in steps], _PRUNE if r <= 2 else _PRUNE_HIGH, grid=True)
+
+
+def _value_part(act, K: np.ndarray, m: int, coarse: bool, derivatives: bool = True) -> dict:
+    """The value coordinates of N(0, K) (z = L xi), their rule, and sigma, sigma' at the value
+    nodes (shared by the rules of one subset that differ only in the omega nodes)."""
+    K = 0.5 * (K + K.T)
+    scale = max(float(np.max(np.diag(K))), 0.0)
+    lam, Q = np.linalg.eigh(K[:m, :m])
+    keep = lam > _EIG_RTOL * max(scale, 1e-300)
+    L = Q[:, keep] * np.sqrt(lam[keep])
+    Xz, Wz, grid = _value_rule(act, L.shape[1], L, coarse)
+    z = Xz @ L.T
+    with np.errstate(over="ignore", invalid="ignore"):
+        f = act.f(z)
+        df = act.df(z) if derivatives else None
+    return {"L": L, "Xz": Xz, "Wz": Wz, "grid": grid, "f": f, "df": df}
 
 
 class LayerRule:
@@ -201,16 +227,17 @@ class LayerRule:
         layout: ChannelLayout,
         coarse: bool = False,
         omega_nodes: int = _OMEGA_NODES,
+        value: dict | None = None,
     ):
         m, c = layout.m, layout.c
         K = 0.5 * (K + K.T)
         scale = max(float(np.max(np.diag(K))), 0.0)
-        lam, Q = np.linalg.eigh(K[:m, :m])
-        keep = lam > _EIG_RTOL * max(scale, 1e-300)
-        L = Q[:, keep] * np.sqrt(lam[keep])
-        rz = L.shape[1]
-        Xz, Wz = _value_rule(act, rz, L, coarse)
-        B = np.zeros((c, 0))
+        if value is None:
+            value = _value_part(act, K, m, coarse)
+        L, Xz, Wz = value["L"], value["Xz"], value["Wz"]
+        rz, nz = L.shape[1], len(Wz)
+        inp = layout.input
+        val = layout.is_value
         if c > m:
             Kdz = K[m:, :m]
             BL = Kdz @ np.linalg.pinv(L.T) if rz else np.zeros((c - m, 0))
@@ -221,26 +248,29 @@ class LayerRule:
             rd = R.shape[1]
             B = np.block([[L, np.zeros((m, rd))], [BL, R]])
             Xo, Wo = _tensor([_gh(omega_nodes)] * rd)
-            X = np.concatenate([np.repeat(Xz, len(Wo), axis=0), np.tile(Xo, (len(Wz), 1))], axis=1)
+            no = len(Wo)
+            X = np.concatenate([np.repeat(Xz, no, axis=0), np.tile(Xo, (nz, 1))], axis=1)
             W = np.outer(Wz, Wo).ravel()
+            # the activation is evaluated once per value node (it depends on z only);
+            # derivative channels: sigma'(z) (BL xi + R omega)
+            zd = ((Xz @ BL.T)[:, None, :] + (Xo @ R.T)[None, :, :]).reshape(nz * no, c - m)
+            phi = np.empty((nz, no, c))
+            phi[:, :, val] = value["f"][:, None, :][:, :, inp[val]]
+            phi = phi.reshape(nz * no, c)
+            with np.errstate(over="ignore", invalid="ignore"):
+                phi[:, ~val] = np.repeat(value["df"][:, inp[~val]], no, axis=0) * zd
         else:
             B, X, W = L, Xz, Wz
             Xo, Wo = np.zeros((1, 0)), np.ones(1)
+            phi = value["f"][:, inp[val]]
         self.Xz, self.Wz, self.Xo, self.Wo = Xz, Wz, Xo, Wo
+        self.grid = value["grid"]
         self.rz, self.rd = Xz.shape[1], Xo.shape[1]
         self.layout = layout
         self.B = B
         self.r = B.shape[1]
         self.X, self.W = X, W
         self.Bp = np.linalg.pinv(B) if self.r else np.zeros((0, c))
-        zeta = X @ B.T
-        phi = np.empty_like(zeta)
-        val = layout.is_value
-        inp = layout.input
-        with np.errstate(over="ignore", invalid="ignore"):
-            phi[:, val] = act.f(zeta[:, inp[val]])
-            if np.any(~val):
-                phi[:, ~val] = act.df(zeta[:, inp[~val]]) * zeta[:, ~val]
         self.phi = phi
 
 
@@ -335,6 +365,63 @@ def _split_map(rz: int, rd: int, k: int) -> tuple[np.ndarray, np.ndarray]:
     return ia, ib
 
 
+@lru_cache(maxsize=64)
+def _join_map(ra: int, rb: int, kmax: int) -> tuple[np.ndarray, np.ndarray]:
+    """For every multi-index of order <= kmax over ra + rb coordinates (the order of
+    _all_indices): the positions of its first-ra part and of its last-rb part."""
+    counts = _all_indices(ra + rb, kmax)[0]
+    _, pa = _all_indices(ra, kmax)
+    _, pb = _all_indices(rb, kmax)
+    ia = np.array([pa[tuple(v[:ra])] for v in counts.tolist()], dtype=np.int64)
+    ib = np.array([pb[tuple(v[ra:])] for v in counts.tolist()], dtype=np.int64)
+    return ia, ib
+
+
+def _grid_moments(G: np.ndarray, keeps: list, xs: list, kmax: int) -> np.ndarray:
+    """sum_p G_fp He_alpha(x_p) for every multi-index of order <= kmax, (n_f, n_alpha), for the
+    nodes of a pruned product grid built by :func:`_tensor` (``keeps[j]``: the flat positions
+    (parent, j-th 1-D node) kept when coordinate j was added; ``xs[j]``: the 1-D nodes).
+
+    One coordinate at a time, last first: the kept nodes are scattered into the dense
+    (parents, n_j) table, which is contracted with the (n_j, kmax + 1) table of He_k(xs[j])."""
+    nf = G.shape[0]
+    T = G[:, :, None]  # (nf, nodes, trailing orders)
+    for j in range(len(xs) - 1, -1, -1):
+        x = xs[j]
+        H = np.empty((len(x), kmax + 1))
+        H[:, 0] = 1.0
+        if kmax >= 1:
+            H[:, 1] = x
+        for k in range(1, kmax):
+            H[:, k + 1] = x * H[:, k] - k * H[:, k - 1]
+        parents = len(keeps[j - 1]) if j else 1
+        D = np.zeros((nf, parents * len(x), T.shape[2]))
+        D[:, keeps[j], :] = T
+        D = D.reshape(nf, parents, len(x), -1)
+        T = np.einsum("fpnt,nk->fpkt", D, H, optimize=True).reshape(nf, parents, -1)
+    counts = _all_indices(len(xs), kmax)[0]
+    return T.reshape((nf,) + (kmax + 1,) * len(xs))[(slice(None), *counts.T)]
+
+
+def _split_moments(F: np.ndarray, x: np.ndarray, w: np.ndarray, kmax: int) -> np.ndarray:
+    """sum_p w_p F_fp He_alpha(x_p) for every multi-index of order <= kmax, (n_f, n_alpha).
+
+    He_alpha(x) = He_a(x_A) He_b(x_B) for a split x = (x_A, x_B) of the coordinates: the sums
+    are one matrix product of the (a, node) and (node, b) tables, far smaller than the full
+    (alpha, node) table when x has 3-4 coordinates."""
+    nf, P = F.shape
+    ra = (x.shape[1] + 1) // 2
+    ia, ib = _join_map(ra, x.shape[1] - ra, kmax)
+    out = 0.0
+    for p0 in range(0, P, 16 * _CHUNK):  # chunks keep the (functions x a x nodes) table small
+        ps = slice(p0, p0 + 16 * _CHUNK)
+        HA = _hermite_all(x[ps, :ra], kmax)  # (nA, chunk)
+        HB = _hermite_all(x[ps, ra:], kmax)  # (nB, chunk)
+        FA = (F[:, ps] * w[ps])[:, None, :] * HA[None]  # (nf, nA, chunk)
+        out = out + FA.reshape(nf * HA.shape[0], -1) @ HB.T
+    return out.reshape(nf, -1, HB.shape[0])[:, ia, ib]
+
+
 def _products(phi: np.ndarray, funcs: dict) -> dict:
     """Products of channel features at the nodes for every family, (n_f, P) each, built from
     shared pair and quad products (one multiplication per function and node)."""
@@ -360,8 +447,14 @@ def _products(phi: np.ndarray, funcs: dict) -> dict:
                 arr[i] = Fp[ppos[tuple(row)]]
             elif len(row) == 4:
                 arr[i] = quad(row)
-            else:
-                np.multiply(quad(row[:4]), Fp[ppos[tuple(row[4:])]], out=arr[i])
+            else:  # a sextet: a quad already built (if any) times the remaining pair
+                q, p = row[:4], row[4:]
+                for drop in itertools.combinations(range(6), 2):
+                    rest = tuple(row[k] for k in range(6) if k not in drop)
+                    if rest in quads:
+                        q, p = rest, [row[k] for k in drop]
+                        break
+                np.multiply(quad(q), Fp[ppos[tuple(p)]], out=arr[i])
         out[name] = arr
     return out
 
@@ -379,14 +472,19 @@ def _subset_tables(rule: LayerRule, funcs: dict, orders: dict) -> dict:
     for name in funcs:
         kmax = max(orders[name])
         nf = prods[name].shape[0]
-        Ho = (_hermite_all(rule.Xo, kmax) * rule.Wo).T  # (no, nb)
-        nb = Ho.shape[1]
-        inner = (prods[name].reshape(nf * nz, no) @ Ho).reshape(nf, nz, nb)
-        mom_all = 0.0
-        for z0 in range(0, nz, _CHUNK):  # chunks keep the (nodes x multi-indices) table small
-            zs = slice(z0, z0 + _CHUNK)
-            Hz = _hermite_all(rule.Xz[zs], kmax) * rule.Wz[zs]  # (na, chunk)
-            mom_all = mom_all + np.matmul(Hz[None], inner[:, zs])  # (nf, na, nb)
+        if rd == 0 and rz >= 2 and kmax > 0 and rule.grid is not None:
+            mom_all = _grid_moments(prods[name] * rule.Wz, *rule.grid, kmax)[:, :, None]
+        elif rd == 0 and rz >= 2 and kmax > 0:
+            mom_all = _split_moments(prods[name], rule.Xz, rule.Wz, kmax)[:, :, None]
+        else:
+            Ho = (_hermite_all(rule.Xo, kmax) * rule.Wo).T  # (no, nb)
+            nb = Ho.shape[1]
+            inner = (prods[name].reshape(nf * nz, no) @ Ho).reshape(nf, nz, nb)
+            mom_all = 0.0
+            for z0 in range(0, nz, _CHUNK):  # chunks keep the (nodes x multi-indices) table small
+                zs = slice(z0, z0 + _CHUNK)
+                Hz = _hermite_all(rule.Xz[zs], kmax) * rule.Wz[zs]  # (na, chunk)
+                mom_all = mom_all + np.matmul(Hz[None], inner[:, zs])  # (nf, na, nb)
         for k in orders[name]:
             ia, ib = _split_map(rz, rd, k)
             mom = mom_all[:, ia, ib]
@@ -412,8 +510,10 @@ def _tables(act, K: np.ndarray, layout: ChannelLayout, derivatives: bool, coarse
         for name, idx in members.items():
             nodes = _OMEGA_FAMILY[name] if derivatives and layout.d else 4
             by_nodes.setdefault(nodes, {})[name] = pos[sets[name][idx]]
+        KS = K[np.ix_(S, S)]
+        value = _value_part(act, KS, sub.m, coarse, derivatives=bool(layout.d))
         for nodes, funcs in by_nodes.items():
-            rule = LayerRule(act, K[np.ix_(S, S)], sub, coarse=coarse, omega_nodes=nodes)
+            rule = LayerRule(act, KS, sub, coarse=coarse, omega_nodes=nodes, value=value)
             loc = _subset_tables(rule, funcs, orders)
             for (name, k), val in loc.items():
                 glob[name, k][np.ix_(members[name], *([S] * k))] = val
