@@ -125,24 +125,33 @@ def pivoted_cholesky(K: np.ndarray, rtol: float = _PIVOT_RTOL) -> np.ndarray:
     K = np.asarray(K, dtype=float)
     K = 0.5 * (K + K.T)
     k = K.shape[0]
-    smax = math.sqrt(max(float(np.max(np.diag(K))) if k else 0.0, 0.0))
-    R = K.copy()
-    cols: list[np.ndarray] = []
-    done = np.zeros(k, dtype=bool)
+    # plain floats: k <= 4 here, and per-element numpy calls cost more than the arithmetic
+    # (the operations and their order are those of the vectorized form, so the result is the same)
+    R = K.tolist()
+    dmax = max((R[j][j] for j in range(k)), default=0.0)
+    smax = math.sqrt(max(dmax, 0.0))
+    thr = (rtol * smax) ** 2
+    cols: list[list[float]] = []
+    done = [False] * k
     for _ in range(k):
-        dd = np.where(done, -np.inf, np.diag(R))
-        i = int(np.argmax(dd))
-        if smax == 0.0 or not (dd[i] > (rtol * smax) ** 2):
+        i, di = -1, -math.inf
+        for j in range(k):
+            if not done[j] and (R[j][j] > di or i < 0 or R[j][j] != R[j][j]):
+                i, di = j, R[j][j]
+                if di != di:  # NaN: stop here, as the vectorized argmax did
+                    break
+        if smax == 0.0 or not (di > thr):
             break
-        col = R[:, i] / math.sqrt(dd[i])
-        col[done] = 0.0
-        col[i] = math.sqrt(dd[i])
+        sq = math.sqrt(di)
+        col = [0.0 if done[j] else R[j][i] / sq for j in range(k)]
+        col[i] = sq
         cols.append(col)
-        R = R - np.outer(col, col)
+        R = [[R[a][b] - col[a] * col[b] for b in range(k)] for a in range(k)]
         done[i] = True
-        R[i, :] = 0.0
-        R[:, i] = 0.0
-    return np.column_stack(cols) if cols else np.zeros((k, 0))
+        for j in range(k):
+            R[i][j] = 0.0
+            R[j][i] = 0.0
+    return np.ascontiguousarray(np.array(cols).T) if cols else np.zeros((k, 0))
 
 
 # ------------------------------------------------------------------------------- 1-D rules
@@ -183,6 +192,8 @@ def _family(act, x: np.ndarray, e: float, family: str) -> np.ndarray:
 
 
 _CALIBRATION: dict[tuple, list[tuple[str, float]]] = {}
+# the same tables by activation object (held, so its id is not reused while cached)
+_CAL_BY_ID: dict[tuple, tuple] = {}
 
 
 def _calibration(act, family: str, tol: float = _CAL_TOL) -> list[tuple[str, float]]:
@@ -190,8 +201,14 @@ def _calibration(act, family: str, tol: float = _CAL_TOL) -> list[tuple[str, flo
     integrates the test family g(e xi) against the normal density to ``_CAL_TOL`` relative
     (reference: trapezoid rule with step 0.02 on [-10, 10]). Node counts never decrease with the
     scale. Cached per activation (activations compare by what they compute)."""
+    hit = _CAL_BY_ID.get((id(act), family, tol))
+    if hit is not None and hit[0] is act:  # hashing an activation costs more than the lookup
+        return hit[1]
     key = (act, family, tol)
     if key in _CALIBRATION:
+        if len(_CAL_BY_ID) > 64:
+            _CAL_BY_ID.clear()
+        _CAL_BY_ID[(id(act), family, tol)] = (act, _CALIBRATION[key])
         return _CALIBRATION[key]
     xr = 0.02 * np.arange(-500, 501)
     wr = 0.02 * _INV_SQRT_2PI * np.exp(-0.5 * xr * xr)
@@ -216,6 +233,9 @@ def _calibration(act, family: str, tol: float = _CAL_TOL) -> list[tuple[str, flo
     if len(_CALIBRATION) > 64:
         _CALIBRATION.clear()
     _CALIBRATION[key] = table
+    if len(_CAL_BY_ID) > 64:
+        _CAL_BY_ID.clear()
+    _CAL_BY_ID[(id(act), family, tol)] = (act, table)
     return table
 
 
@@ -223,10 +243,28 @@ def _rule_for_scale(
     act, e: float, family: str = "full", tol: float = _CAL_TOL
 ) -> tuple[np.ndarray, np.ndarray]:
     """The calibrated 1-D rule for a level whose variable enters with coefficients <= e."""
+    return _rule(_rule_key(act, e, family, tol))
+
+
+def _rule_key(act, e: float, family: str = "full", tol: float = _CAL_TOL) -> tuple[str, float]:
+    """("gh", n) or ("trap", h): which rule :func:`_rule_for_scale` returns."""
     table = _calibration(act, family, tol)
     j = int(np.searchsorted(_CAL_SCALES, 1.05 * e))
-    kind, par = table[min(j, len(table) - 1)]
+    return table[min(j, len(table) - 1)]
+
+
+def _rule(key: tuple[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    kind, par = key
     return _gh_rule(int(par)) if kind == "gh" else _trap_rule(par)
+
+
+@lru_cache(maxsize=256)
+def _tensor_rule_of(keys: tuple[tuple[str, float], ...]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_tensor_rule` of the 1-D rules named by ``keys`` (cached, read-only arrays)."""
+    X, W = _tensor_rule([_rule(key) for key in keys])
+    X.flags.writeable = False
+    W.flags.writeable = False
+    return X, W
 
 
 def _tensor_rule(rules: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -555,9 +593,9 @@ class NodeMoments(MomentBatch):
                 X, W = _split_rule(L, graded=not act.is_scale_invariant)
             else:
                 tol = _CAL_TOL_G4 if k >= 3 else _CAL_TOL
-                X, W = _tensor_rule(
-                    [_rule_for_scale(act, float(np.max(np.abs(L[:, j]))), "full", tol)
-                     for j in range(r)])  # fmt: skip
+                X, W = _tensor_rule_of(
+                    tuple(_rule_key(act, e, "full", tol) for e in np.max(np.abs(L), axis=0))
+                )
         self.r = L.shape[1]
         self.L = L[None]
         self.X, self.W = X, W
@@ -648,10 +686,9 @@ class SmoothedBatch(MomentBatch):
         self.s_last = L[np.arange(nb), self.il, k - 1]
         Lout = L[:, :, : k - 1]
         fam = "low" if k == 4 else "full"
-        X, W = _tensor_rule(
-            [_rule_for_scale(act, float(np.max(np.abs(Lout[:, :, j]))), fam, _CAL_TOL_G4)
-             for j in range(k - 1)]
-        )  # fmt: skip
+        X, W = _tensor_rule_of(
+            tuple(_rule_key(act, e, fam, _CAL_TOL_G4) for e in np.max(np.abs(Lout), axis=(0, 1)))
+        )
         self.X, self.W = X, W
         self.Z = np.einsum("pj,bij->bpi", X, Lout)  # z at xi_k = 0; column il holds mu
         self.n_nodes = nb * len(W)
