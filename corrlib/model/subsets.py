@@ -191,52 +191,68 @@ def _family(act, x: np.ndarray, e: float, family: str) -> np.ndarray:
     return np.nan_to_num(np.stack(out))
 
 
-_CALIBRATION: dict[tuple, list[tuple[str, float]]] = {}
-# the same tables by activation object (held, so its id is not reused while cached)
+class _Calibration:
+    """The calibration table of one (activation, family, tolerance), built scale by scale on
+    demand (each scale's search starts at the previous scale's choice, so a prefix of the table
+    is the same whether or not the larger scales were calibrated)."""
+
+    def __init__(self, act, family: str, tol: float):
+        self.act, self.family, self.tol = act, family, tol
+        self.xr = 0.02 * np.arange(-500, 501)
+        self.wr = 0.02 * _INV_SQRT_2PI * np.exp(-0.5 * self.xr * self.xr)
+        cands = [(n, "gh", float(n)) for n in _GH_LADDER]
+        cands += [(len(_trap_rule(h)[0]), "trap", h) for h in _TRAP_LADDER]
+        cands.sort()
+        self.cands = cands
+        self.table: list[tuple[str, float]] = []
+        self.last = 0
+
+    def upto(self, j: int) -> list[tuple[str, float]]:
+        """The table through scale index j (all of it for j >= len(_CAL_SCALES) - 1)."""
+        act, family, tol, cands = self.act, self.family, self.tol, self.cands
+        while len(self.table) <= min(j, len(_CAL_SCALES) - 1):
+            e = _CAL_SCALES[len(self.table)]
+            vals = _family(act, e * self.xr, e, family)
+            ref = vals @ self.wr
+            scale = np.abs(vals) @ self.wr + 1e-300
+            choice = len(cands) - 1
+            for i in range(self.last, len(cands)):
+                _, kind, par = cands[i]
+                x, w = _gh_rule(int(par)) if kind == "gh" else _trap_rule(par)
+                if np.all(np.abs(_family(act, e * x, e, family) @ w - ref) <= tol * scale):
+                    choice = i
+                    break
+            self.last = choice
+            self.table.append(cands[choice][1:])
+        return self.table
+
+
+_CALIBRATION: dict[tuple, _Calibration] = {}
+# the same calibrations by activation object (held, so its id is not reused while cached)
 _CAL_BY_ID: dict[tuple, tuple] = {}
 
 
-def _calibration(act, family: str, tol: float = _CAL_TOL) -> list[tuple[str, float]]:
+def _calibration(
+    act, family: str, tol: float = _CAL_TOL, upto: int | None = None
+) -> list[tuple[str, float]]:
     """Per scale of ``_CAL_SCALES`` the cheapest 1-D rule (("gh", n) or ("trap", h)) that
     integrates the test family g(e xi) against the normal density to ``_CAL_TOL`` relative
     (reference: trapezoid rule with step 0.02 on [-10, 10]). Node counts never decrease with the
-    scale. Cached per activation (activations compare by what they compute)."""
+    scale. Cached per activation (activations compare by what they compute); only the scales
+    through index ``upto`` (default: all) are guaranteed to be in the returned list."""
+    upto = len(_CAL_SCALES) - 1 if upto is None else upto
     hit = _CAL_BY_ID.get((id(act), family, tol))
     if hit is not None and hit[0] is act:  # hashing an activation costs more than the lookup
-        return hit[1]
+        return hit[1].upto(upto)
     key = (act, family, tol)
-    if key in _CALIBRATION:
-        if len(_CAL_BY_ID) > 64:
-            _CAL_BY_ID.clear()
-        _CAL_BY_ID[(id(act), family, tol)] = (act, _CALIBRATION[key])
-        return _CALIBRATION[key]
-    xr = 0.02 * np.arange(-500, 501)
-    wr = 0.02 * _INV_SQRT_2PI * np.exp(-0.5 * xr * xr)
-    cands = [(n, "gh", float(n)) for n in _GH_LADDER]
-    cands += [(len(_trap_rule(h)[0]), "trap", h) for h in _TRAP_LADDER]
-    cands.sort()
-    table: list[tuple[str, float]] = []
-    last = 0
-    for e in _CAL_SCALES:
-        vals = _family(act, e * xr, e, family)
-        ref = vals @ wr
-        scale = np.abs(vals) @ wr + 1e-300
-        choice = len(cands) - 1
-        for j in range(last, len(cands)):
-            _, kind, par = cands[j]
-            x, w = _gh_rule(int(par)) if kind == "gh" else _trap_rule(par)
-            if np.all(np.abs(_family(act, e * x, e, family) @ w - ref) <= tol * scale):
-                choice = j
-                break
-        last = choice
-        table.append(cands[choice][1:])
-    if len(_CALIBRATION) > 64:
-        _CALIBRATION.clear()
-    _CALIBRATION[key] = table
+    if key not in _CALIBRATION:
+        if len(_CALIBRATION) > 64:
+            _CALIBRATION.clear()
+        _CALIBRATION[key] = _Calibration(act, family, tol)
     if len(_CAL_BY_ID) > 64:
         _CAL_BY_ID.clear()
-    _CAL_BY_ID[(id(act), family, tol)] = (act, table)
-    return table
+    _CAL_BY_ID[(id(act), family, tol)] = (act, _CALIBRATION[key])
+    return _CALIBRATION[key].upto(upto)
 
 
 def _rule_for_scale(
@@ -248,9 +264,8 @@ def _rule_for_scale(
 
 def _rule_key(act, e: float, family: str = "full", tol: float = _CAL_TOL) -> tuple[str, float]:
     """("gh", n) or ("trap", h): which rule :func:`_rule_for_scale` returns."""
-    table = _calibration(act, family, tol)
-    j = int(np.searchsorted(_CAL_SCALES, 1.05 * e))
-    return table[min(j, len(table) - 1)]
+    j = min(int(np.searchsorted(_CAL_SCALES, 1.05 * e)), len(_CAL_SCALES) - 1)
+    return _calibration(act, family, tol, j)[j]
 
 
 def _rule(key: tuple[str, float]) -> tuple[np.ndarray, np.ndarray]:
