@@ -51,6 +51,13 @@ RESULTS = HERE / "results"
 REPO = HERE.parent
 WIDTH = 64
 MIXES = [(1, 1), (1, 2), (2, 1), (1, 3), (3, 1), (2, 2), (4, 1), (2, 3)]
+# columns of results/recursion.csv (those of a skipped part, e.g. --no-old, are left empty)
+COLUMNS = (
+    "act,config,c,m,d,L,width,input_subsets_2,input_subsets_3,input_subsets_4,"
+    "four_channel_multisets,load_before,seconds_new,failed_new,seconds_old,failed_old,"
+    "rel_diff_K,rel_diff_Delta,rel_diff_V,load_after,Delta_error_vs_exact_new,"
+    "Delta_error_vs_exact_old,machine,python,numpy,date_utc"
+).split(",")
 
 
 # --------------------------------------------------------------------------------------------
@@ -235,7 +242,7 @@ def main(argv=None) -> None:
             for label, X, U in configs(args.c_max, args.quick)
             if not args.only or label == args.only
         ]
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame(rows).reindex(columns=COLUMNS[:-4])  # the same columns in every run
     df["machine"] = (
         f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus".strip()
     )

@@ -457,8 +457,10 @@ class _Layer:
         S = np.array(subsets, dtype=np.int64).reshape(len(subsets), -1)
         D = np.array([_derivative_channels(s, self.m, self.d) for s in subsets], dtype=np.int64)
         D = D.reshape(len(subsets), -1)
-        Kzd = K[S[:, :, None], D[:, None, :]]
         nb, k, r = L.shape
+        if D.shape[1] == 0:  # no derivative channels: nothing to regress
+            return np.zeros((nb, 0, r)), np.zeros((nb, 0, 0))
+        Kzd = K[S[:, :, None], D[:, None, :]]
         if r == k and k > 0:
             BL = np.swapaxes(np.linalg.solve(L, Kzd), 1, 2)
         elif r:

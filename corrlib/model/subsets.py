@@ -125,24 +125,33 @@ def pivoted_cholesky(K: np.ndarray, rtol: float = _PIVOT_RTOL) -> np.ndarray:
     K = np.asarray(K, dtype=float)
     K = 0.5 * (K + K.T)
     k = K.shape[0]
-    smax = math.sqrt(max(float(np.max(np.diag(K))) if k else 0.0, 0.0))
-    R = K.copy()
-    cols: list[np.ndarray] = []
-    done = np.zeros(k, dtype=bool)
+    # plain floats: k <= 4 here, and per-element numpy calls cost more than the arithmetic
+    # (the operations and their order are those of the vectorized form, so the result is the same)
+    R = K.tolist()
+    dmax = max((R[j][j] for j in range(k)), default=0.0)
+    smax = math.sqrt(max(dmax, 0.0))
+    thr = (rtol * smax) ** 2
+    cols: list[list[float]] = []
+    done = [False] * k
     for _ in range(k):
-        dd = np.where(done, -np.inf, np.diag(R))
-        i = int(np.argmax(dd))
-        if smax == 0.0 or not (dd[i] > (rtol * smax) ** 2):
+        i, di = -1, -math.inf
+        for j in range(k):
+            if not done[j] and (R[j][j] > di or i < 0 or R[j][j] != R[j][j]):
+                i, di = j, R[j][j]
+                if di != di:  # NaN: stop here, as the vectorized argmax did
+                    break
+        if smax == 0.0 or not (di > thr):
             break
-        col = R[:, i] / math.sqrt(dd[i])
-        col[done] = 0.0
-        col[i] = math.sqrt(dd[i])
+        sq = math.sqrt(di)
+        col = [0.0 if done[j] else R[j][i] / sq for j in range(k)]
+        col[i] = sq
         cols.append(col)
-        R = R - np.outer(col, col)
+        R = [[R[a][b] - col[a] * col[b] for b in range(k)] for a in range(k)]
         done[i] = True
-        R[i, :] = 0.0
-        R[:, i] = 0.0
-    return np.column_stack(cols) if cols else np.zeros((k, 0))
+        for j in range(k):
+            R[i][j] = 0.0
+            R[j][i] = 0.0
+    return np.ascontiguousarray(np.array(cols).T) if cols else np.zeros((k, 0))
 
 
 # ------------------------------------------------------------------------------- 1-D rules
@@ -182,51 +191,95 @@ def _family(act, x: np.ndarray, e: float, family: str) -> np.ndarray:
     return np.nan_to_num(np.stack(out))
 
 
-_CALIBRATION: dict[tuple, list[tuple[str, float]]] = {}
+class _Calibration:
+    """The calibration table of one (activation, family, tolerance), built scale by scale on
+    demand (each scale's search starts at the previous scale's choice, so a prefix of the table
+    is the same whether or not the larger scales were calibrated)."""
+
+    def __init__(self, act, family: str, tol: float):
+        self.act, self.family, self.tol = act, family, tol
+        self.xr = 0.02 * np.arange(-500, 501)
+        self.wr = 0.02 * _INV_SQRT_2PI * np.exp(-0.5 * self.xr * self.xr)
+        cands = [(n, "gh", float(n)) for n in _GH_LADDER]
+        cands += [(len(_trap_rule(h)[0]), "trap", h) for h in _TRAP_LADDER]
+        cands.sort()
+        self.cands = cands
+        self.table: list[tuple[str, float]] = []
+        self.last = 0
+
+    def upto(self, j: int) -> list[tuple[str, float]]:
+        """The table through scale index j (all of it for j >= len(_CAL_SCALES) - 1)."""
+        act, family, tol, cands = self.act, self.family, self.tol, self.cands
+        while len(self.table) <= min(j, len(_CAL_SCALES) - 1):
+            e = _CAL_SCALES[len(self.table)]
+            vals = _family(act, e * self.xr, e, family)
+            ref = vals @ self.wr
+            scale = np.abs(vals) @ self.wr + 1e-300
+            choice = len(cands) - 1
+            for i in range(self.last, len(cands)):
+                _, kind, par = cands[i]
+                x, w = _gh_rule(int(par)) if kind == "gh" else _trap_rule(par)
+                if np.all(np.abs(_family(act, e * x, e, family) @ w - ref) <= tol * scale):
+                    choice = i
+                    break
+            self.last = choice
+            self.table.append(cands[choice][1:])
+        return self.table
 
 
-def _calibration(act, family: str, tol: float = _CAL_TOL) -> list[tuple[str, float]]:
+_CALIBRATION: dict[tuple, _Calibration] = {}
+# the same calibrations by activation object (held, so its id is not reused while cached)
+_CAL_BY_ID: dict[tuple, tuple] = {}
+
+
+def _calibration(
+    act, family: str, tol: float = _CAL_TOL, upto: int | None = None
+) -> list[tuple[str, float]]:
     """Per scale of ``_CAL_SCALES`` the cheapest 1-D rule (("gh", n) or ("trap", h)) that
     integrates the test family g(e xi) against the normal density to ``_CAL_TOL`` relative
     (reference: trapezoid rule with step 0.02 on [-10, 10]). Node counts never decrease with the
-    scale. Cached per activation (activations compare by what they compute)."""
+    scale. Cached per activation (activations compare by what they compute); only the scales
+    through index ``upto`` (default: all) are guaranteed to be in the returned list."""
+    upto = len(_CAL_SCALES) - 1 if upto is None else upto
+    hit = _CAL_BY_ID.get((id(act), family, tol))
+    if hit is not None and hit[0] is act:  # hashing an activation costs more than the lookup
+        return hit[1].upto(upto)
     key = (act, family, tol)
-    if key in _CALIBRATION:
-        return _CALIBRATION[key]
-    xr = 0.02 * np.arange(-500, 501)
-    wr = 0.02 * _INV_SQRT_2PI * np.exp(-0.5 * xr * xr)
-    cands = [(n, "gh", float(n)) for n in _GH_LADDER]
-    cands += [(len(_trap_rule(h)[0]), "trap", h) for h in _TRAP_LADDER]
-    cands.sort()
-    table: list[tuple[str, float]] = []
-    last = 0
-    for e in _CAL_SCALES:
-        vals = _family(act, e * xr, e, family)
-        ref = vals @ wr
-        scale = np.abs(vals) @ wr + 1e-300
-        choice = len(cands) - 1
-        for j in range(last, len(cands)):
-            _, kind, par = cands[j]
-            x, w = _gh_rule(int(par)) if kind == "gh" else _trap_rule(par)
-            if np.all(np.abs(_family(act, e * x, e, family) @ w - ref) <= tol * scale):
-                choice = j
-                break
-        last = choice
-        table.append(cands[choice][1:])
-    if len(_CALIBRATION) > 64:
-        _CALIBRATION.clear()
-    _CALIBRATION[key] = table
-    return table
+    if key not in _CALIBRATION:
+        if len(_CALIBRATION) > 64:
+            _CALIBRATION.clear()
+        _CALIBRATION[key] = _Calibration(act, family, tol)
+    if len(_CAL_BY_ID) > 64:
+        _CAL_BY_ID.clear()
+    _CAL_BY_ID[(id(act), family, tol)] = (act, _CALIBRATION[key])
+    return _CALIBRATION[key].upto(upto)
 
 
 def _rule_for_scale(
     act, e: float, family: str = "full", tol: float = _CAL_TOL
 ) -> tuple[np.ndarray, np.ndarray]:
     """The calibrated 1-D rule for a level whose variable enters with coefficients <= e."""
-    table = _calibration(act, family, tol)
-    j = int(np.searchsorted(_CAL_SCALES, 1.05 * e))
-    kind, par = table[min(j, len(table) - 1)]
+    return _rule(_rule_key(act, e, family, tol))
+
+
+def _rule_key(act, e: float, family: str = "full", tol: float = _CAL_TOL) -> tuple[str, float]:
+    """("gh", n) or ("trap", h): which rule :func:`_rule_for_scale` returns."""
+    j = min(int(np.searchsorted(_CAL_SCALES, 1.05 * e)), len(_CAL_SCALES) - 1)
+    return _calibration(act, family, tol, j)[j]
+
+
+def _rule(key: tuple[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    kind, par = key
     return _gh_rule(int(par)) if kind == "gh" else _trap_rule(par)
+
+
+@lru_cache(maxsize=256)
+def _tensor_rule_of(keys: tuple[tuple[str, float], ...]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_tensor_rule` of the 1-D rules named by ``keys`` (cached, read-only arrays)."""
+    X, W = _tensor_rule([_rule(key) for key in keys])
+    X.flags.writeable = False
+    W.flags.writeable = False
+    return X, W
 
 
 def _tensor_rule(rules: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
@@ -555,9 +608,9 @@ class NodeMoments(MomentBatch):
                 X, W = _split_rule(L, graded=not act.is_scale_invariant)
             else:
                 tol = _CAL_TOL_G4 if k >= 3 else _CAL_TOL
-                X, W = _tensor_rule(
-                    [_rule_for_scale(act, float(np.max(np.abs(L[:, j]))), "full", tol)
-                     for j in range(r)])  # fmt: skip
+                X, W = _tensor_rule_of(
+                    tuple(_rule_key(act, e, "full", tol) for e in np.max(np.abs(L), axis=0))
+                )
         self.r = L.shape[1]
         self.L = L[None]
         self.X, self.W = X, W
@@ -648,10 +701,9 @@ class SmoothedBatch(MomentBatch):
         self.s_last = L[np.arange(nb), self.il, k - 1]
         Lout = L[:, :, : k - 1]
         fam = "low" if k == 4 else "full"
-        X, W = _tensor_rule(
-            [_rule_for_scale(act, float(np.max(np.abs(Lout[:, :, j]))), fam, _CAL_TOL_G4)
-             for j in range(k - 1)]
-        )  # fmt: skip
+        X, W = _tensor_rule_of(
+            tuple(_rule_key(act, e, fam, _CAL_TOL_G4) for e in np.max(np.abs(Lout), axis=(0, 1)))
+        )
         self.X, self.W = X, W
         self.Z = np.einsum("pj,bij->bpi", X, Lout)  # z at xi_k = 0; column il holds mu
         self.n_nodes = nb * len(W)
@@ -665,12 +717,17 @@ class SmoothedBatch(MomentBatch):
         j0 = np.floor(t).astype(np.int64) - (half - 1)
         tt = t - j0
         tt = np.where(np.abs(tt - np.round(tt)) < 1e-13, tt + 1e-12, tt)
-        diff = tt[..., None] - np.arange(_LAGR, dtype=float)
+        # barycentric Lagrange weights prod_j (t - j) * lam_i / (t - i), one (nb, P) array per
+        # stencil point i (column by column: no (nb, P, LAGR) work arrays, no 3-D gathers)
+        diff = [tt - float(i) for i in range(_LAGR)]
+        prod = diff[0]
+        for d in diff[1:]:
+            prod = prod * d
         fac = [math.factorial(i) for i in range(_LAGR)]
-        lam = np.array([(-1.0) ** (_LAGR - 1 - i) / (fac[i] * fac[_LAGR - 1 - i])
-                        for i in range(_LAGR)])  # fmt: skip
-        self._lw = np.prod(diff, axis=-1)[..., None] * lam / diff  # (nb, P, LAGR)
-        self._lidx = j0[..., None] + np.arange(_LAGR)  # (nb, P, LAGR)
+        lam = [(-1.0) ** (_LAGR - 1 - i) / (fac[i] * fac[_LAGR - 1 - i]) for i in range(_LAGR)]
+        self._lw = [prod * lam[i] / diff[i] for i in range(_LAGR)]
+        # flat index of stencil point 0 into the (nb, G) table
+        self._lidx = (np.arange(nb)[:, None] * len(self._grid) + j0).ravel()
         self._gvals: dict[int, np.ndarray] = {}
         self._H: dict[tuple[int, int, int], np.ndarray] = {}
         self._rows: dict[int, np.ndarray] = {}
@@ -694,8 +751,15 @@ class SmoothedBatch(MomentBatch):
             table = np.broadcast_to(g, (self.nb, len(self._grid), len(self._gx))) @ (
                 self._gw * self._gx**p
             )  # (nb, G)
-            rows = np.arange(self.nb)[:, None, None]
-            self._H[key] = np.sum(table[rows, self._lidx] * self._lw, axis=-1)
+            flat = np.ascontiguousarray(table).ravel()
+            t = [
+                flat[self._lidx + i].reshape(self._lw[i].shape) * self._lw[i] for i in range(_LAGR)
+            ]
+            # the order of numpy's pairwise sum over a last axis of 12 (eight lanes, then the rest)
+            acc = ((t[0] + t[1]) + (t[2] + t[3])) + ((t[4] + t[5]) + (t[6] + t[7]))
+            for x in t[8:]:
+                acc = acc + x
+            self._H[key] = acc
         return self._H[key]
 
     def _feature(self, f: int) -> np.ndarray:
@@ -732,6 +796,8 @@ class SmoothedBatch(MomentBatch):
         g = F[pos[:, :, 0], bidx]
         for t in range(1, feats.shape[1]):
             g = g * F[pos[:, :, t], bidx]
+        if m == 0:  # no derivative slots: the Gaussian factor is exactly 1
+            return (g * self._h_of(sl, al, be)) @ self.W
         a = A[..., : r - 1] @ self.X.T  # (nb, n, m, P): the part at xi_k = 0
         b = A[..., r - 1, None]  # (nb, n, m, 1): coefficient of xi_k
         Q = [np.zeros_like(g) for _ in range(m + 1)]
@@ -749,6 +815,18 @@ class SmoothedBatch(MomentBatch):
             for j in range(m + 1):
                 acc += np.where(sel, Q[j] * self._Hvals(ab[0], ab[1], j)[sl, None, :], 0.0)
         return (g * acc) @ self.W
+
+    def _h_of(self, sl: slice, al: np.ndarray, be: np.ndarray) -> np.ndarray:
+        """H(al, be, 0) of each slot list's last-input powers, (nb, n, P) or broadcastable."""
+        pairs = set(zip(al.ravel().tolist(), be.ravel().tolist(), strict=True))
+        if len(pairs) == 1:
+            return self._Hvals(*pairs.pop(), 0)[sl, None, :]
+        acc = None
+        for ab in pairs:
+            sel = ((al == ab[0]) & (be == ab[1]))[..., None]
+            term = np.where(sel, self._Hvals(ab[0], ab[1], 0)[sl, None, :], 0.0)
+            acc = term if acc is None else acc + term
+        return acc
 
 
 class ExactBatch(MomentBatch):
