@@ -39,7 +39,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import datetime as dt  # noqa: E402
 import math  # noqa: E402
 import platform  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -81,17 +80,10 @@ def worker(case: dict) -> dict:
 
 
 def run_worker(case: dict, path: str) -> dict:
-    env = dict(os.environ, PYTHONPATH=path)
-    proc = subprocess.run(
-        [sys.executable, __file__, "--worker", json.dumps(case)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        return {"failed": proc.stderr.strip().splitlines()[-1][:160], "seconds": float("nan")}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    """One case in a fresh process with corrlib from ``path`` (see previous_release.run_worker)."""
+    from previous_release import run_worker as run
+
+    return run(__file__, case, path)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""The previous release of corrlib, extracted from git, for side-by-side benchmarks.
+"""The previous release of corrlib, extracted from git, and a fresh-process worker runner,
+for side-by-side benchmarks.
 
 ``PREVIOUS`` is the last revision before the package was laid out by architecture (the first
 release's code: flat modules ``corrlib/kernels.py``, ``corrlib/exact.py``, ...). Benchmarks that
@@ -9,7 +10,10 @@ compare against it import it in a separate process with ``sys.path`` pointing at
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import subprocess
+import sys
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -48,3 +52,22 @@ def previous_release(path: str | None = None, revision: str = PREVIOUS) -> Itera
         with tarfile.open(archive) as tar:
             tar.extractall(tmp, filter="data")
         yield Path(tmp)
+
+
+def run_worker(script: str, case: dict, path: str) -> dict:
+    """Run ``script --worker <case as JSON>`` in a fresh process with ``corrlib`` from ``path``.
+
+    Returns the JSON object the worker prints last, or ``{"failed": <last stderr line>,
+    "seconds": nan}`` if it fails (a release may refuse a case).
+    """
+    env = dict(os.environ, PYTHONPATH=path)
+    proc = subprocess.run(
+        [sys.executable, script, "--worker", json.dumps(case)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        return {"failed": proc.stderr.strip().splitlines()[-1][:160], "seconds": float("nan")}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
