@@ -369,3 +369,26 @@ def tidy_frame(quantities: Mapping[str, tuple[np.ndarray, np.ndarray | None]], *
     for key, value in extra.items():
         df[key] = value
     return df
+
+
+# ------------------------------------------------------------------------------ signatures
+
+
+def parameter_names(func: Any) -> tuple[str, ...]:
+    """The names ``func`` accepts as keywords, in the order of its signature.
+
+    The ``allowed`` list of :func:`check_kwargs` for a function with a ``**kwargs`` catch-all,
+    read from the signature itself so that it cannot drift from it (``*args`` and ``**kwargs``
+    are not names; positional-only parameters are not keywords).
+
+    Examples
+    --------
+    >>> def f(net, X=None, *, rng=None, **kwargs): ...
+    >>> parameter_names(f)
+    ('net', 'X', 'rng')
+    """
+    import inspect
+
+    keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    params = inspect.signature(func).parameters.values()
+    return tuple(p.name for p in params if p.kind in keyword)

@@ -206,6 +206,29 @@ def test_estimate_cumulants_keywords(kwargs, exc, words):
         assert w in str(info.value), (w, str(info.value))
 
 
+def test_sample_outputs_refuses_layers():
+    """sample_outputs has no ``layers`` (it returns the outputs only): the keyword is refused,
+    not silently ignored, and the allowed list is its own signature."""
+    with pytest.raises(TypeError) as info:
+        sample_outputs(Network((1, 4, 1), "tanh"), [[1.0]], 4, rng=0, layers=[1])
+    message = str(info.value)
+    assert "sample_outputs() got an unexpected keyword argument 'layers'" in message
+    assert message.endswith(
+        "allowed: net, X, n_samples, directions, method, rng, n_jobs, chunk_size"
+    ), message
+
+
+@pytest.mark.parametrize(
+    "func, typo, hint",
+    [(sample_collective, "layer", "layers"), (estimate_cumulants, "chunksize", "chunk_size")],
+    ids=lambda v: getattr(v, "__name__", v),
+)
+def test_unknown_keyword_lists_the_signature(func, typo, hint):
+    with pytest.raises(TypeError, match=f"{typo}.*did you mean '{hint}'") as info:
+        func(Network((1, 4, 1), "tanh"), [[1.0]], 4, rng=0, **{typo: 1})
+    assert "allowed: net, X, n_samples, directions, method, rng, " in str(info.value)
+
+
 @pytest.mark.parametrize("n_samples, exc", [(2, ValueError), (2.5, TypeError), (True, TypeError)])
 def test_n_samples_out_of_range(n_samples, exc):
     with pytest.raises(exc, match="n_samples"):

@@ -20,6 +20,8 @@ from .estimators import (
 from .samplers import sample_collective, sample_outputs
 from .tails import tail_shape
 
+# Deliberate parallel: estimators.py's __all__ lists most of these names too (each module
+# declares its public names; this list is the package's own API, pinned by tests/test_api.py).
 __all__ = [
     "BlockStats",
     "CumulantEstimate",

@@ -62,8 +62,12 @@ from typing import Any
 
 import numpy as np
 
-from .._util import check_kwargs, tidy_frame
+from .._util import check_kwargs, parameter_names, tidy_frame
 from ..model.network import Network, validate_inputs
+
+# Deliberate parallel: the same names as samplers.py imports from .blocks; both modules drive
+# the seeds, blocks, threads and cost guard of blocks.py (an import list declares, it holds no
+# logic to share).
 from .blocks import (
     block_generator,
     block_sizes,
@@ -85,6 +89,8 @@ from .tails import (
     tail_count,
 )
 
+# Deliberate parallel: montecarlo/__init__.py re-exports most of these names in its own
+# __all__ (each module declares its public names; the package's list is its own API).
 __all__ = [
     "BlockStats",
     "CumulantEstimate",
@@ -817,19 +823,9 @@ class MonteCarloTask:
 # ---------------------------------------------------------------------------------------------
 # public entry point
 
-_ESTIMATE_KWARGS = (
-    "net",
-    "X",
-    "n_samples",
-    "directions",
-    "method",
-    "rng",
-    "progress",
-    "n_jobs",
-    "chunk_size",
-)
 
-
+# Deliberate parallel: same leading parameters as samplers.sample_collective and
+# samplers.sample_outputs (each public function keeps its own typed signature, shown by help()).
 def estimate_cumulants(
     net: Network,
     X: Any,
@@ -901,7 +897,7 @@ def estimate_cumulants(
     True
     """
     X, directions = validate_inputs(net, X, directions)
-    check_kwargs(kwargs, _ESTIMATE_KWARGS, "estimate_cumulants")
+    check_kwargs(kwargs, parameter_names(estimate_cumulants), "estimate_cumulants")
     task = MonteCarloTask(net, X, n_samples, directions, method)
     root = root_seed_sequence(rng)
     jobs, chunk = resolve_jobs(n_jobs), resolve_chunk(chunk_size)

@@ -60,9 +60,13 @@ from typing import Any
 
 import numpy as np
 
-from .._util import check_choice, check_kwargs, sqrt_psd_stack
+from .._util import check_choice, check_kwargs, parameter_names, sqrt_psd_stack
 from ..model.channels import ChannelLayout, input_kernel
 from ..model.network import Network, validate_inputs
+
+# Deliberate parallel: the same names as estimators.py imports from .blocks; both modules drive
+# the seeds, blocks, threads and cost guard of blocks.py (an import list declares, it holds no
+# logic to share).
 from .blocks import (
     block_generator,
     block_sizes,
@@ -531,28 +535,19 @@ def _check_memory(n_samples: int, per_sample: int, func: str) -> None:
 
 
 def _start(net, X, n_samples, directions, method, rng, n_jobs, chunk_size, kwargs, func):
-    """Shared argument handling of the public samplers (inputs validated first)."""
+    """Shared argument handling of the public samplers (inputs validated first); ``func`` is
+    the public function itself (its signature lists the keywords it accepts)."""
     validate_inputs(net, X, directions)
-    check_kwargs(kwargs, _SAMPLER_KWARGS, func)
+    check_kwargs(kwargs, parameter_names(func), func.__name__)
     n_samples = check_n_samples(n_samples)
     plan = make_plan(net, X, directions, method)
     root = root_seed_sequence(rng)
     return n_samples, plan, root, resolve_jobs(n_jobs), resolve_chunk(chunk_size)
 
 
-_SAMPLER_KWARGS = (
-    "net",
-    "X",
-    "n_samples",
-    "directions",
-    "method",
-    "rng",
-    "layers",
-    "n_jobs",
-    "chunk_size",
-)
-
-
+# Deliberate parallel: the signature of sample_outputs below and of
+# estimators.estimate_cumulants has the same leading parameters; each public function keeps its
+# own typed signature (help() and IDEs show it); the shared argument handling is _start.
 def sample_collective(
     net: Network,
     X: Any,
@@ -620,7 +615,7 @@ def sample_collective(
     2.0
     """
     n_samples, plan, root, jobs, chunk = _start(
-        net, X, n_samples, directions, method, rng, n_jobs, chunk_size, kwargs, "sample_collective"
+        net, X, n_samples, directions, method, rng, n_jobs, chunk_size, kwargs, sample_collective
     )
     sel = _check_layers(layers, net.depth)
     c, B = plan.c, plan.block
@@ -645,6 +640,9 @@ def sample_collective(
     return out
 
 
+# Deliberate parallel: same leading parameters as sample_collective above and
+# estimators.estimate_cumulants (each public function keeps its own typed signature; the shared
+# argument handling is _start).
 def sample_outputs(
     net: Network,
     X: Any,
@@ -685,7 +683,7 @@ def sample_outputs(
     (500, 3, 1)
     """
     n_samples, plan, root, jobs, chunk = _start(
-        net, X, n_samples, directions, method, rng, n_jobs, chunk_size, kwargs, "sample_outputs"
+        net, X, n_samples, directions, method, rng, n_jobs, chunk_size, kwargs, sample_outputs
     )
     c, B = plan.c, plan.block
     check_cost(n_samples, draws_per_sample(plan, outputs=True), "sample_outputs", jobs)
