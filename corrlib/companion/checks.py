@@ -162,7 +162,12 @@ class Checks:
         self._add(quantity, None, "", "", regime, meaning, None)
 
     # -------------------------------------------------------------------------------- checks
+    # The check methods share their keyword lists (quantity, ..., meaning, regime, labels) on
+    # purpose: each is a public method with its own typed signature (help() shows one at a
+    # time) and all record through _deviation / _add, where the shared logic lives.
 
+    # Deliberate parallel: same keyword list as z_scores, relative and absolute below (see the
+    # section comment above).
     def within_se(
         self,
         quantity: str,
@@ -183,6 +188,8 @@ class Checks:
             z = np.abs(est - ref) / s
         self.z_scores(quantity, z, z_max=z_max, meaning=meaning, regime=regime, labels=labels)
 
+    # Deliberate parallel: same keyword list as within_se above and relative / absolute below
+    # (see the section comment above).
     def z_scores(
         self,
         quantity: str,
@@ -204,6 +211,8 @@ class Checks:
         measured = f"{dev[i]:.3g} standard errors{_at(where)}{n}"
         self._add(quantity, ok, measured, f"<= {z_max:g}", regime, meaning, float(dev[i]))
 
+    # Deliberate parallel: same keyword list as absolute below and within_se / z_scores above
+    # (see the section comment above); the shared work is _deviation.
     def relative(
         self,
         quantity: str,
@@ -221,6 +230,8 @@ class Checks:
             dev = np.abs(v / r - 1).ravel()
         self._deviation(quantity, dev, tol, "relative error", value, labels, regime, meaning)
 
+    # Deliberate parallel: same keyword list as relative above and within_se / z_scores (see the
+    # section comment above); the shared work is _deviation.
     def absolute(
         self,
         quantity: str,
@@ -237,6 +248,8 @@ class Checks:
         dev = np.abs(v - r).ravel()
         self._deviation(quantity, dev, tol, "absolute error", value, labels, regime, meaning)
 
+    # Deliberate parallel: the keyword list of relative / absolute above with rtol, atol (see
+    # the section comment above).
     def allclose(
         self,
         quantity: str,
@@ -259,6 +272,8 @@ class Checks:
         allowed = f"<= 1 (rtol={rtol:g}, atol={atol:g})"
         self._add(quantity, ok, measured, allowed, regime, meaning, worst)
 
+    # Deliberate parallel: the tail of the keyword list of allclose above (see the section
+    # comment above).
     def that(
         self,
         quantity: str,

@@ -934,6 +934,8 @@ class _SparsePath:
         M = sparse.csc_matrix(
             (data, indices.astype(np.int32), indptr), shape=(max(r_hi - r_lo, 1), hi2 - lo2)
         )
+        # Deliberate parallel: this keyword-argument call has the shape of theory/expansion.py's
+        # HierarchyResult(...) call in hierarchy() (one name per argument, nothing shared).
         m = _Sources(
             lo=lo2,
             hi=hi2,

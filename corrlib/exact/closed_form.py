@@ -182,6 +182,10 @@ def _prepare(net: Any, X: Any, k_max: Any, kwargs: dict, func: str) -> tuple[Any
     return X, check_k_max(k_max)
 
 
+# Deliberate parallel: the signature and docstring Parameters of collective_moments,
+# log_output_moments and output_moments below are the same; each public function keeps its own
+# typed signature and documentation (help() shows one at a time); the shared argument handling
+# is _prepare.
 def collective_log_moments(
     net: Network, X: Any = None, k_max: int | None = None, directions: Any = None, **kwargs: Any
 ) -> np.ndarray:
@@ -244,6 +248,8 @@ def _exp_checked(logm: np.ndarray, what: str) -> np.ndarray:
     return np.exp(logm)
 
 
+# Deliberate parallel: signature and docstring Parameters as collective_log_moments above (each
+# public function keeps its own; the shared argument handling is _prepare).
 def collective_moments(
     net: Network, X: Any = None, k_max: int | None = None, directions: Any = None, **kwargs: Any
 ) -> np.ndarray:
@@ -285,6 +291,8 @@ def collective_moments(
     )
 
 
+# Deliberate parallel: signature and docstring Parameters as collective_log_moments above and
+# output_moments below (each public function keeps its own; the shared handling is _prepare).
 def log_output_moments(
     net: Network, X: Any = None, k_max: int | None = None, directions: Any = None, **kwargs: Any
 ) -> np.ndarray:
@@ -327,6 +335,8 @@ def log_output_moments(
     return out
 
 
+# Deliberate parallel: signature and docstring Parameters as log_output_moments and
+# collective_moments above (each public function keeps its own; the shared handling is _prepare).
 def output_moments(
     net: Network, X: Any = None, k_max: int | None = None, directions: Any = None, **kwargs: Any
 ) -> np.ndarray:

@@ -261,6 +261,9 @@ def _log_factor_power(n: int, q: float, ap2: float, am2: float) -> float:
     )
 
 
+# Deliberate parallel: the signature has the shape of lattice.single_input's (net, X,
+# directions, then keyword-only accuracy controls); each public function keeps its own typed
+# signature and defaults.
 def output_distribution(
     net: Network,
     X: Any = None,

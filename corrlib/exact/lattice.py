@@ -372,6 +372,9 @@ class SingleInputResult:
 _PARAMS = ("X", "directions", "h_factor", "tol", "rtol", "quad_panels", "quad_order", "z_band")
 
 
+# Deliberate parallel: the signature has the shape of distribution.output_distribution's (net,
+# X, directions, then keyword-only accuracy controls); each public function keeps its own typed
+# signature and defaults.
 def single_input(
     net: Network,
     X: Any = None,
@@ -508,6 +511,8 @@ def single_input(
             f"Sigma^(0) = {log_S0:.1f}) for the {net.activation.name!r} network; rescale X"
         )
     try:
+        # Deliberate parallel: this keyword-argument call has the shape of theory/expansion.py's
+        # HierarchyResult(...) call in hierarchy() (one name per argument, nothing shared).
         r = _chain.propagate(
             net.activation,
             net.C_W,

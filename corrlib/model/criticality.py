@@ -92,6 +92,9 @@ def _susceptibility(kind: str, activation, K, C_W) -> float | np.ndarray:
     return float(out) if out.ndim == 0 else out
 
 
+# Deliberate parallel: the docstring's Parameters/Returns match chi_perp's below; each public
+# function documents its own arguments (help() shows one at a time); the shared code is
+# _susceptibility.
 def chi_parallel(activation: str | Activation, K, C_W: float):
     """Parallel susceptibility chi_par(K) = C_W g'(K), g(K) = <sigma(z)^2>_K (T8).
 
@@ -123,6 +126,9 @@ def chi_parallel(activation: str | Activation, K, C_W: float):
     return _susceptibility("parallel", activation, K, C_W)
 
 
+# Deliberate parallel: the docstring's Parameters/Returns match chi_parallel's above; each
+# public function documents its own arguments (help() shows one at a time); the shared code is
+# _susceptibility.
 def chi_perp(activation: str | Activation, K, C_W: float):
     """Perpendicular susceptibility chi_perp(K) = C_W <sigma'(z)^2>_K (T8).
 

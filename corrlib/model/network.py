@@ -105,6 +105,9 @@ class Network:
         """(n_1, ..., n_L)."""
         return self.widths[1:-1]
 
+    # Deliberate parallel: the signature and docstring opening of critical below are the same;
+    # each public constructor keeps its own typed signature (help() shows one at a time); the
+    # shared checks are _check_shape_args.
     @classmethod
     def uniform(
         cls,
@@ -148,6 +151,9 @@ class Network:
         width, depth, n_in, n_out = _check_shape_args(width, depth, n_in, n_out)
         return cls((n_in, *([width] * depth), n_out), activation, C_W, C_b)
 
+    # Deliberate parallel: the signature and docstring opening of uniform above are the same;
+    # each public constructor keeps its own typed signature (help() shows one at a time); the
+    # shared checks are _check_shape_args.
     @classmethod
     def critical(
         cls,

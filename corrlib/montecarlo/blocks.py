@@ -149,6 +149,8 @@ def block_ranges(start: int, stop: int, chunk_size: int) -> Iterator[tuple[int, 
         yield a, min(a + chunk_size, stop)
 
 
+# Deliberate parallel: the Examples below have the shape of check_n_samples's (a good value,
+# then the error of a bad one); each public function shows its own doctest.
 def resolve_jobs(n_jobs: int | None) -> int:
     """Threads: ``n_jobs``, or :func:`corrlib._util.default_jobs` when None.
 
@@ -233,6 +235,8 @@ def run_tasks(
                 pending.append((*nxt, pool.submit(fn, *nxt)))
 
 
+# Deliberate parallel: the Examples below have the shape of resolve_jobs's (a good value, then
+# the error of a bad one); each public function shows its own doctest.
 def check_n_samples(n_samples: Any, minimum: int = 1) -> int:
     """``n_samples`` as an int >= ``minimum`` (TypeError for a non-integer, never rounded).
 
