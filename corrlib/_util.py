@@ -34,6 +34,7 @@ __all__ = [
     "did_you_mean",
     "gauss_legendre",
     "gauss_legendre_panels",
+    "parameter_names",
     "pinv_psd",
     "psd_sqrt",
     "source_hash",
