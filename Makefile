@@ -1,7 +1,8 @@
 # corrlib: set-up, figures, tests.
 #
 #   make figures   create .venv if needed, install, re-run every notebook and its figures
-#   make test      create .venv if needed, install, lint, unit tests, notebook tests, nbval
+#   make test      create .venv if needed, install, lint, unit tests, every notebook (quick)
+#   make test-record  nbval: re-run the committed notebooks at the paper's parameters
 #   make lab       JupyterLab on a copy of the notebooks in runs/lab/ (docs/workspace.md)
 #
 # Only python3 (>= 3.10) and make are needed; everything else is installed into .venv.
@@ -26,13 +27,15 @@ TEST_ENV = CORRLIB_RUNS_DIR="$$TEST_TMP/runs" CORRLIB_FIGURES_DIR="$$TEST_TMP/fi
 	HYPOTHESIS_STORAGE_DIRECTORY="$$TEST_TMP/hypothesis" PYTHONDONTWRITEBYTECODE=1
 PYTEST = $(PY) -m pytest -p no:cacheprovider
 
-.PHONY: all install figures lab test test-parts test-unit test-notebooks test-nbval lint format \
+.PHONY: all install figures lab test test-parts test-unit test-notebooks test-record test-nbval \
+	test-nbval-first test-nbval-rest \
+	lint format \
 	bench clean distclean help
 
 all: test
 
 help:
-	@sed -n '3,7p' Makefile
+	@sed -n '3,8p' Makefile
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -57,8 +60,11 @@ lab: $(STAMP)
 		[ -e "runs/lab/$$f" ] || cp "$$f" "runs/lab/$$f"; done
 	CORRLIB_RUNS_DIR="$(CURDIR)/runs" CORRLIB_RUN_NAME=lab $(VENV)/bin/jupyter lab runs/lab/notebooks/
 
-# lint, then nbval, the unit tests and the notebook tests two at a time (two cores; the longest
-# first), then a check that nothing in the work tree changed (git status before and after).
+# lint, then the unit tests and the notebook tests side by side (two cores), then a check that
+# nothing in the work tree changed (git status before and after). The committed record's own
+# consistency (manifest, hashes, notebook sources) is a unit test (tests/test_record.py); that
+# its numbers are what the notebooks compute at the paper's parameters is test-record (nbval,
+# as long as make figures), which .ci/run runs after make test.
 test: $(STAMP)
 	@before="$$(git status --porcelain 2>/dev/null)"; \
 	start=$$(date +%s); \
@@ -71,7 +77,7 @@ test: $(STAMP)
 		printf '%s\n--- after ---\n%s\n' "$$before" "$$after"; exit 1; \
 	fi; exit $$rc
 
-test-parts: test-nbval test-unit test-notebooks
+test-parts: test-unit test-notebooks
 
 # Unit tests and the doctests of corrlib/ (testpaths in pyproject.toml), without the notebooks.
 test-unit: $(STAMP)
@@ -84,11 +90,32 @@ test-notebooks: $(STAMP)
 	$(TEST_ENV) $(PYTEST) tests/test_notebooks.py
 
 # nbval of the committed notebooks: each runs top to bottom at the paper's parameters and the
-# outputs of the cells marked "# NBVAL_CHECK_OUTPUT" must match. Figures go to TEST_TMP.
-test-nbval: $(STAMP)
-	@TEST_TMP=$$(mktemp -d); trap 'rm -rf "$$TEST_TMP"' EXIT; \
-	$(TEST_ENV) $(PYTEST) --nbval-lax notebooks/ \
-		--ignore-glob='notebooks/*.failed.ipynb' --ignore-glob='notebooks/.*'
+# outputs of the cells marked "# NBVAL_CHECK_OUTPUT" must match. Figures go to TEST_TMP; the
+# work tree must be unchanged afterwards.
+test-record: $(STAMP)
+	@before="$$(git status --porcelain 2>/dev/null)"; start=$$(date +%s); \
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-nbval; rc=$$?; \
+	after="$$(git status --porcelain 2>/dev/null)"; \
+	echo "make test-record: $$(( $$(date +%s) - start )) s"; \
+	if [ "$$before" != "$$after" ]; then \
+		echo "make test-record changed the work tree (git status --porcelain before / after):"; \
+		printf '%s\n--- after ---\n%s\n' "$$before" "$$after"; exit 1; \
+	fi; exit $$rc
+
+# Two halves side by side (two cores): the notebooks of NBVAL_FIRST (about half the paper run's
+# time, from pytest --durations), and every other notebook, so that a new notebook is never left out.
+NBVAL_FIRST := 02_relu_exact 11_hierarchy 04_variance_correction 03_four_point
+NBVAL = TEST_TMP=$$(mktemp -d); trap 'rm -rf "$$TEST_TMP"' EXIT; \
+	$(TEST_ENV) $(PYTEST) --nbval-lax --ignore-glob='notebooks/*.failed.ipynb' \
+	--ignore-glob='notebooks/.*'
+
+test-nbval: test-nbval-first test-nbval-rest
+
+test-nbval-first: $(STAMP)
+	@$(NBVAL) $(NBVAL_FIRST:%=notebooks/%.ipynb)
+
+test-nbval-rest: $(STAMP)
+	@$(NBVAL) notebooks/ $(NBVAL_FIRST:%=--ignore=notebooks/%.ipynb)
 
 lint: $(STAMP)
 	$(PY) -m ruff check --no-cache .

@@ -113,7 +113,7 @@ def test_makefile_installs_the_same_extras():
     text = (ROOT / "Makefile").read_text()
     assert f"EXTRAS := {','.join(EXTRAS)}" in text
     assert '-m pip install -e ".[$(EXTRAS)]"' in text
-    for target in ("figures:", "test:", "lint:", "bench:", "clean:"):
+    for target in ("figures:", "test:", "test-record:", "lint:", "bench:", "clean:"):
         assert re.search(rf"^{target}", text, re.M), target
 
 
@@ -124,9 +124,9 @@ def test_ci_runs_the_readme_test_command():
     assert lines[0].startswith("#!") and "bash" in lines[0]
     assert "set -euo pipefail" in lines
     commands = [ln for ln in lines if ln and not ln.startswith("#")]
-    assert commands[-1] == "make test"
+    assert commands[-2:] == ["make test", "make test-record"]
     readme = (ROOT / "README.md").read_text()
-    assert "make test" in readme and "make figures" in readme
+    assert "make test" in readme and "make figures" in readme and "make test-record" in readme
 
 
 def test_readme_cites_the_paper():
