@@ -446,7 +446,7 @@ def test_to_frame():
     net = corrlib.Network.critical("tanh", width=32, depth=3)
     h = hierarchy(net, [1.0], order=3)
     df = h.to_frame()
-    assert list(df.columns) == ["layer", "quantity", "a", "b", "c", "d", "value", "se", "order"]
+    assert list(df.columns) == "layer quantity a b c d e f value se order".split()
     counts = df.groupby("order").quantity.unique().map(sorted).to_dict()
     assert counts == {
         0: ["mean"],
@@ -462,6 +462,65 @@ def test_to_frame():
         np.testing.assert_allclose(mine[q].to_numpy(), theirs[q].to_numpy(), rtol=1e-12)
     full = df[df.order == 3].set_index(["quantity", "layer"]).value
     np.testing.assert_allclose(full["T"].to_numpy(), h.T)
+
+
+@pytest.mark.parametrize("m", [2, 3])
+def test_to_frame_lists_the_several_channel_third_cumulant(m):
+    """c > 1: quantity "T" is kappa(Sigma_ab, Sigma_cd, Sigma_ef), one row per unique entry
+    (a <= b, c <= d, e <= f, pairs non-decreasing), equal to kappa(3) there and, by symmetry,
+    at every permutation of the pairs and within each pair; from order 2 on only."""
+    net = corrlib.Network.uniform("tanh", 24, 2, n_in=3, C_W=1.5, C_b=0.2)
+    X = np.array([[1.0, 0.2, -0.3], [0.1, 0.9, 0.4], [-0.5, 0.3, 1.1]])[:m]
+    h = hierarchy(net, X, order=2)
+    df = h.to_frame()
+    assert "T" not in set(df[df.order < 2].quantity)
+    T = df[(df.quantity == "T") & (df.order == 2)]
+    P = m * (m + 1) // 2  # kernel entries a <= b
+    assert len(T) == (h.depth + 1) * math.comb(P + 2, 3)
+    idx = T[["a", "b", "c", "d", "e", "f"]].to_numpy(dtype=np.int64)
+    pairs = idx.reshape(-1, 3, 2)
+    assert np.all(pairs[..., 0] <= pairs[..., 1])
+    key = pairs[..., 0] * m + pairs[..., 1]
+    assert np.all(np.diff(key, axis=1) >= 0)
+    layer = T.layer.to_numpy() - 1
+    k3 = h.kappa(3)
+    np.testing.assert_array_equal(T.value.to_numpy(), k3[(layer, *idx.T)])
+    for perm in ([2, 3, 0, 1, 4, 5], [4, 5, 2, 3, 0, 1], [1, 0, 3, 2, 5, 4]):
+        np.testing.assert_allclose(
+            T.value.to_numpy(),
+            k3[(layer, *idx[:, perm].T)],
+            rtol=1e-12,
+            atol=1e-14 * np.abs(k3).max(),
+        )
+    assert T.se.isna().all()
+    # lower-rank quantities leave the extra channel indices empty
+    V = df[df.quantity == "V"]
+    assert V[["e", "f"]].isna().all().all() and V[["a", "b", "c", "d"]].notna().all().all()
+
+
+def test_every_result_frame_shares_one_column_list():
+    """finite_width, the exact solver, Monte Carlo and the hierarchy (one and several channels):
+    the columns are FRAME_COLUMNS, then each type's own extra column."""
+    from corrlib._util import FRAME_COLUMNS
+
+    net = corrlib.Network.uniform("tanh", 16, 2, n_in=1, C_W=1.5, C_b=0.1)
+    net2 = corrlib.Network.uniform("tanh", 16, 2, n_in=2, C_W=1.5, C_b=0.1)
+    frames = {
+        "finite_width": (finite_width(net, [[1.0]]).to_frame(), []),
+        "finite_width c=2": (finite_width(net2, np.eye(2)).to_frame(), []),
+        "single_input": (single_input(net, [[1.0]]).to_frame(), []),
+        "monte carlo": (
+            corrlib.estimate_cumulants(net, [[1.0]], 200, rng=0).to_frame(),
+            ["tail_shape"],
+        ),
+        "hierarchy c=1": (hierarchy(net, [1.0], order=3).to_frame(), ["order"]),
+        "hierarchy c=2": (hierarchy(net2, np.eye(2), order=2).to_frame(), ["order"]),
+    }
+    assert FRAME_COLUMNS == ("layer", "quantity", "a", "b", "c", "d", "e", "f", "value", "se")
+    for name, (df, extra) in frames.items():
+        assert list(df.columns) == [*FRAME_COLUMNS, *extra], name
+        for col in "abcdef":
+            assert df[col].dtype == "Int64", (name, col)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -240,17 +240,28 @@ class HierarchyResult:
         return out
 
     def to_frame(self):
-        """Tidy DataFrame of the partial sums: ``layer, quantity, a, b, c, d, value, se, order``.
+        """Tidy DataFrame of the partial sums: ``layer, quantity, a, ..., f, value, se, order``.
 
         One row per partial sum through n^{-order}, for order = 0..self.order: quantity
-        ``"mean"`` (from order 0, where it is K), ``"V"`` (from order 1), ``"T"`` (c = 1, from
-        order 2) and, for c = 1, ``"kappa<j>_Sigma"`` for j = 4..order+1 (from order j-1).
-        Channel indices as in :meth:`FiniteWidthResult.to_frame` (scalars <NA>); ``se`` is NaN.
-        With several channels the third-cumulant tensor (six channel indices) is not listed
-        (use :meth:`kappa` (3) or :meth:`term` (3, 2)).
+        ``"mean"`` (from order 0, where it is K), ``"V"`` (from order 1), ``"T"`` (from order
+        2) and, for c = 1, ``"kappa<j>_Sigma"`` for j = 4..order+1 (from order j-1).
+        Channel indices as in :meth:`FiniteWidthResult.to_frame` (unused ones <NA>; scalars
+        have none); with several channels ``"T"`` is the third joint cumulant
+        kappa(Sigma_ab, Sigma_cd, Sigma_ef) (:meth:`kappa` (3)) on its unique entries a <= b,
+        c <= d, e <= f, (a, b) <= (c, d) <= (e, f). ``se`` is NaN.
         A term is the difference of two consecutive orders; ``order == result.order`` selects
         the full result, and the rows with ``order == 1`` are :func:`corrlib.finite_width`'s
         K + Delta and V.
+
+        Examples
+        --------
+        >>> import numpy as np, corrlib
+        >>> from corrlib.theory import hierarchy
+        >>> net = corrlib.Network.uniform("tanh", 32, 2, n_in=2, C_W=1.5, C_b=0.1)
+        >>> df = hierarchy(net, np.eye(2), order=2).to_frame()
+        >>> t = df[(df.quantity == "T") & (df.order == 2) & (df.layer == 3)]
+        >>> len(t), t[["a", "b", "c", "d", "e", "f"]].iloc[-1].tolist()   # c = 2: 10 entries
+        (10, [1, 1, 1, 1, 1, 1])
         """
         import pandas as pd
 
@@ -263,6 +274,8 @@ class HierarchyResult:
                 for j in range(3, k + 2):  # kappa_j starts at n^-(j-1)
                     name = "T" if j == 3 else f"kappa{j}_Sigma"
                     q[name] = (self.kappa(j, k).reshape(-1), None)
+            elif k >= 2:  # the third-cumulant tensor, six channel indices
+                q["T"] = (self.kappa(3, k), None)
             parts.append(tidy_frame(q, order=k))
         df = pd.concat(parts, ignore_index=True)
         df["order"] = df["order"].astype("int64")
