@@ -438,6 +438,15 @@ def hierarchy(net: Network, X, directions=None, order: int = 2, **kwargs) -> Hie
     standard errors. ``table_error`` bounds the quadrature error of the n^-2 terms (a
     ``HierarchyWarning`` above 1e-3). The range warning (below) covers several channels too.
 
+    *Several channels against stored Monte Carlo at n = 32, 64, 128* (tests/test_hierarchy_mc.py:
+    tanh with two inputs, C_W = 2, C_b = 0.1, L = 16; critical tanh and critical gelu with a
+    derivative direction, L = 16 and 4). Every entry of V whose order-1 miss exceeds 10
+    standard errors at all three widths (12 entries) has 75-99% of that miss removed by
+    order 2, and the remainder falls like n^-3 (fitted exponents 2.98 [2.61, 3.48], 2.58
+    [2.16, 3.14] and 2.83 [2.50, 3.21] where it is resolved; gelu's remainders are consistent
+    with 3 but too small to exclude 2). At n = 128 order 2 is within 4 standard errors of
+    every entry of E Sigma and V.
+
     *Range.* A ``HierarchyWarning`` names the first layer where a partial sum is evidently
     outside the range of the series (E Sigma or Var Sigma <= 0, or the n^-order term at least
     half of the partial sum of kappa_1, kappa_2 or kappa_3). Errors of 10-25% occur before
