@@ -314,18 +314,41 @@ def warn_deprecated(old: str, new: str, *, stacklevel: int = 3) -> None:
 # ------------------------------------------------------------------------------ tidy tables
 
 #: columns of every corrlib result table, in order
-FRAME_COLUMNS = ("layer", "quantity", "a", "b", "c", "d", "value", "se")
+FRAME_COLUMNS = ("layer", "quantity", "a", "b", "c", "d", "e", "f", "value", "se")
+
+_CHANNEL_COLUMNS = "abcdef"
+
+
+def _unique_entries(c: int, rank: int) -> list[np.ndarray]:
+    """Channel indices (a, b, ...) of the unique entries of a symmetric tensor of kernel entries.
+
+    ``rank`` pairs (a, b), each with a <= b, listed once up to permutations of the pairs:
+    pair indices non-decreasing in the lexicographic order of the pairs (a, b) <= (c, d) <= ...
+    """
+    iu, ju = np.triu_indices(c)
+    P = iu.size
+    if rank == 1:
+        return [iu, ju]
+    if rank == 2:
+        I, J = np.triu_indices(P)
+        return [iu[I], ju[I], iu[J], ju[J]]
+    I, J, K = (g.ravel() for g in np.meshgrid(*[np.arange(P)] * 3, indexing="ij"))
+    keep = (I <= J) & (J <= K)
+    I, J, K = I[keep], J[keep], K[keep]
+    return [iu[I], ju[I], iu[J], ju[J], iu[K], ju[K]]
 
 
 def tidy_frame(quantities: Mapping[str, tuple[np.ndarray, np.ndarray | None]], **extra: Any):
-    """The one table layout of every corrlib result: ``layer, quantity, a, b, c, d, value, se``.
+    """The one table layout of every corrlib result: ``layer, quantity, a, ..., f, value, se``.
 
     Parameters
     ----------
     quantities : mapping name -> (values, se)
         ``values`` of shape (L+1,) (a scalar per layer, channel indices <NA>), (L+1, c, c)
-        (listed on the unique entries a <= b) or (L+1, c, c, c, c) (unique entries a <= b,
-        c <= d, (a, b) <= (c, d) lexicographically); ``se`` of the same shape or None (NaN).
+        (listed on the unique entries a <= b; c..f <NA>), (L+1, c, c, c, c) (unique entries
+        a <= b, c <= d, (a, b) <= (c, d) lexicographically; e, f <NA>) or (L+1,) + (c, c) * 3
+        (a joint cumulant of three kernel entries: a <= b, c <= d, e <= f and
+        (a, b) <= (c, d) <= (e, f)); ``se`` of the same shape or None (NaN).
         Rows come in the order of the mapping, then by layer, then by channel indices.
     **extra
         Further columns with one value for every row (e.g. ``order=2``), appended after ``se``.
@@ -333,7 +356,17 @@ def tidy_frame(quantities: Mapping[str, tuple[np.ndarray, np.ndarray | None]], *
     Returns
     -------
     pandas.DataFrame
-        ``layer`` is the pre-activation index l = 1..L+1 (int64), channel indices are Int64.
+        Columns :data:`FRAME_COLUMNS` then ``extra``. ``layer`` is the pre-activation index
+        l = 1..L+1 (int64), channel indices a..f are Int64 (<NA> where the quantity has fewer).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from corrlib._util import tidy_frame
+    >>> T = np.arange(64.0).reshape(1, 2, 2, 2, 2, 2, 2)  # one layer, c = 2
+    >>> df = tidy_frame({"T": (T, None)})
+    >>> len(df), list(df.columns[2:8])                  # 3 pairs -> C(3 + 2, 3) = 10 entries
+    (10, ['a', 'b', 'c', 'd', 'e', 'f'])
     """
     import pandas as pd
 
@@ -343,25 +376,20 @@ def tidy_frame(quantities: Mapping[str, tuple[np.ndarray, np.ndarray | None]], *
         se = np.full(values.shape, np.nan) if se is None else np.asarray(se, dtype=float)
         L1 = values.shape[0]
         if values.ndim == 1:
-            idx = [np.array([-1])] * 4
+            idx: list[np.ndarray] = []
             vals, ses = values[:, None], se[:, None]
+        elif values.ndim in (3, 5, 7) and len(set(values.shape[1:])) == 1:
+            idx = _unique_entries(values.shape[1], (values.ndim - 1) // 2)
+            vals, ses = values[(slice(None), *idx)], se[(slice(None), *idx)]
         else:
-            c = values.shape[1]
-            iu, ju = np.triu_indices(c)
-            if values.ndim == 3:
-                idx = [iu, ju, np.full(iu.size, -1), np.full(iu.size, -1)]
-                vals, ses = values[:, iu, ju], se[:, iu, ju]
-            elif values.ndim == 5:
-                I, J = np.triu_indices(iu.size)
-                idx = [iu[I], ju[I], iu[J], ju[J]]
-                vals, ses = values[:, iu[I], ju[I], iu[J], ju[J]], se[:, iu[I], ju[I], iu[J], ju[J]]
-            else:
-                raise ValueError(f"quantity {name!r} has unsupported shape {values.shape}")
+            raise ValueError(f"quantity {name!r} has unsupported shape {values.shape}")
         k = vals.shape[1]
         cols = {"layer": np.repeat(np.arange(1, L1 + 1), k), "quantity": name}
-        for col, ix in zip("abcd", idx, strict=True):
-            arr = np.tile(ix, L1)
-            cols[col] = pd.array(np.where(arr < 0, None, arr), dtype="Int64")
+        for i, col in enumerate(_CHANNEL_COLUMNS):
+            if i < len(idx):
+                cols[col] = pd.array(np.tile(idx[i], L1), dtype="Int64")
+            else:
+                cols[col] = pd.array([pd.NA] * (L1 * k), dtype="Int64")
         cols["value"] = vals.ravel()
         cols["se"] = ses.ravel()
         parts.append(pd.DataFrame(cols))

@@ -56,6 +56,8 @@ class FakeResult:
                 "b": pd.array([0], dtype="Int64"),
                 "c": pd.array([pd.NA], dtype="Int64"),
                 "d": pd.array([pd.NA], dtype="Int64"),
+                "e": pd.array([pd.NA], dtype="Int64"),
+                "f": pd.array([pd.NA], dtype="Int64"),
                 "value": [self.mean],
                 "se": [self.se],
             }

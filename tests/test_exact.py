@@ -227,13 +227,13 @@ def test_single_input_frame_merges_with_monte_carlo():
     X = np.array([[1.0]])
     r = single_input(net, X)
     df = r.to_frame()
-    assert list(df.columns) == ["layer", "quantity", "a", "b", "c", "d", "value", "se"]
+    assert list(df.columns) == ["layer", "quantity", "a", "b", "c", "d", "e", "f", "value", "se"]
     assert set(df.quantity) == {"mean", "V", "T"}
     assert df.layer.min() == 1 and df.layer.max() == 4
     assert df.se.isna().all()
     np.testing.assert_array_equal(df[df.quantity == "V"].value, r.V[:, 0, 0, 0, 0])
     est = corrlib.estimate_cumulants(net, X, 1000, rng=0)
-    merged = df.merge(est.to_frame(), on=["layer", "quantity", "a", "b", "c", "d"])
+    merged = df.merge(est.to_frame(), on=["layer", "quantity", "a", "b", "c", "d", "e", "f"])
     assert len(merged) == len(df)
 
 

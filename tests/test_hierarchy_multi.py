@@ -248,8 +248,8 @@ def test_result_api_shapes(md):
     np.testing.assert_allclose(h.coefficients(2)[:, 2] / 20.0**2, h.term(2, 2), rtol=1e-15)
     assert h.T is None and h.normalized_kappa4().shape == (4, c)
     df = h.to_frame()
-    assert list(df.columns) == ["layer", "quantity", "a", "b", "c", "d", "value", "se", "order"]
-    assert set(df.order) == {0, 1, 2} and set(df.quantity) == {"mean", "V"}
+    assert list(df.columns) == "layer quantity a b c d e f value se order".split()
+    assert set(df.order) == {0, 1, 2} and set(df.quantity) == {"mean", "V", "T"}
     full = df[df.order == 2].set_index(["quantity", "layer", "a", "b"])
     row = full.loc[("mean", 4, 0, c - 1)]
     assert float(np.ravel(row.value)[0]) == pytest.approx(h.mean[-1, 0, c - 1], rel=1e-15)

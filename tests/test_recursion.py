@@ -262,7 +262,7 @@ def test_result_methods_and_frame():
     np.testing.assert_allclose(rec.inter_neuron_cov(), rec.V)
     df = rec.to_frame()
     assert set(df["quantity"]) == {"K", "Delta", "mean", "V", "T"}
-    assert list(df.columns) == ["layer", "quantity", "a", "b", "c", "d", "value", "se"]
+    assert list(df.columns) == ["layer", "quantity", "a", "b", "c", "d", "e", "f", "value", "se"]
     v = df[(df.quantity == "V") & (df.layer == 4)]["value"].item()
     assert v == pytest.approx(rec.V[-1, 0, 0, 0, 0])
     rec2 = finite_width(

@@ -251,18 +251,8 @@ def test_to_frame_and_progress():
     e = estimate_cumulants(net, X, 500, U, rng=0, progress=True)
     assert isinstance(e, CumulantEstimate)
     df = e.to_frame()
-    assert list(df.columns) == [
-        "layer",
-        "quantity",
-        "a",
-        "b",
-        "c",
-        "d",
-        "value",
-        "se",
-        "tail_shape",
-    ]
-    for col in "abcd":
+    assert list(df.columns) == "layer quantity a b c d e f value se tail_shape".split()
+    for col in "abcdef":
         assert df[col].dtype == pd.Int64Dtype()
     c, L1 = 4, 3
     p = c * (c + 1) // 2

@@ -212,6 +212,9 @@ def test_reserved_columns_are_the_result_columns_plus_sweep_columns():
 def test_a_grid_parameter_named_like_an_output_column_is_refused():
     with pytest.raises(ValueError, match="tail_shape"):
         sweep(fns.noisy, {"tail_shape": [1]}, rng=7, backend="serial", progress=False)
+    # e, f: the channel indices of six-index quantities (the several-channel kappa_3 tensor)
+    with pytest.raises(ValueError, match="grid parameter name 'f' is reserved"):
+        sweep(fns.noisy, {"f": [1]}, rng=7, backend="serial", progress=False)
 
 
 def test_local_pool_defaults_to_default_jobs(monkeypatch):
@@ -231,8 +234,8 @@ def test_local_pool_defaults_to_default_jobs(monkeypatch):
 def test_result_objects_and_chunked_tasks_local_pool():
     grid = {"n": [5500, 1000], "loc": [0.5, -1.0]}
     direct = _run(fns.fake_direct, grid)  # fn runs the whole task itself
-    assert list(direct.columns[:10]) == ["n", "loc", "layer", "quantity", "a", "b", "c", "d",
-                                         "value", "se"]  # fmt: skip
+    assert list(direct.columns[:12]) == ["n", "loc", "layer", "quantity", "a", "b", "c", "d",
+                                         "e", "f", "value", "se"]  # fmt: skip
     assert direct["n_samples"].tolist() == [5500.0, 5500.0, 1000.0, 1000.0]
     assert direct["layer"].dtype == "Int64"
     # |mean - loc| within 4 se (the stand-in estimator is a plain sample mean)

@@ -193,7 +193,7 @@ def sweep(
     pandas.DataFrame
         One row per point and output quantity, in grid order and then the result's row order.
         Columns: the grid parameters, then the result's columns (for corrlib results
-        ``layer, quantity, a, b, c, d, value, se``; for dicts ``quantity, value, se`` with
+        ``layer, quantity, a, b, c, d, e, f, value, se``; for dicts ``quantity, value, se`` with
         ``se`` NaN), then ``n_samples`` (float; NaN if the result has none) and ``runtime``
         (compute seconds of the point summed over its tasks, as first computed).
         ``frame.attrs`` records ``rng`` (entropy, spawn key, pool size), ``fn``,
