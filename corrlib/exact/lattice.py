@@ -207,7 +207,7 @@ class SingleInputResult:
     def to_frame(self) -> pd.DataFrame:
         """Tidy DataFrame (``corrlib._util.tidy_frame``): quantities "mean", "V", "T".
 
-        Columns ``layer, quantity, a, b, c, d, value, se``; ``layer`` is l = 1..L+1
+        Columns ``layer, quantity, a, b, c, d, e, f, value, se``; ``layer`` is l = 1..L+1
         (Sigma^{(l-1)}); ``se`` is NaN (an exact law). Merges with
         :meth:`corrlib.CumulantEstimate.to_frame` for one input.
         """

@@ -288,7 +288,7 @@ class CumulantEstimate:
     def to_frame(self):
         """Tidy :class:`pandas.DataFrame` (:func:`corrlib._util.tidy_frame`) with a tail column.
 
-        Columns ``layer, quantity, a, b, c, d, value, se, tail_shape``. ``layer`` is the
+        Columns ``layer, quantity, a, b, c, d, e, f, value, se, tail_shape``. ``layer`` is the
         pre-activation index l = 1..L+1. Quantities: ``"mean"`` (a <= b), ``"V"`` (unique
         entries a <= b, c <= d, (a,b) <= (c,d) lexicographically) and, when c = 1, ``"T"``
         (channel indices <NA>). ``tail_shape`` is the heavy-tail diagnostic of each row (the

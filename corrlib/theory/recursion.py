@@ -171,7 +171,7 @@ class FiniteWidthResult:
         return M, labels
 
     def to_frame(self):
-        """Tidy DataFrame: layer, quantity ("K", "Delta", "mean", "V", "T"), a, b, c, d, value, se.
+        """Tidy DataFrame: layer, quantity ("K", "Delta", "mean", "V", "T"), a..f, value, se.
 
         One layout for every corrlib result (``corrlib._util.tidy_frame``): K, Delta and mean on
         the unique entries a <= b, V on a <= b, c <= d, (a, b) <= (c, d); T (c = 1) with channel
