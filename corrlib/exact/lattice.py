@@ -121,7 +121,7 @@ class SingleInputResult:
     >>> bool(np.allclose(r.V[:, 0, 0, 0, 0], 1.2 ** np.arange(4) - 1, rtol=1e-12))
     True
     >>> r.to_frame().columns.tolist()
-    ['layer', 'quantity', 'a', 'b', 'c', 'd', 'value', 'se']
+    ['layer', 'quantity', 'a', 'b', 'c', 'd', 'e', 'f', 'value', 'se']
     """
 
     net: Network

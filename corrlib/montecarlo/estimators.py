@@ -300,7 +300,7 @@ class CumulantEstimate:
         >>> net = corrlib.Network.uniform("tanh", 16, 2)
         >>> df = corrlib.estimate_cumulants(net, [[1.0]], 500, rng=0).to_frame()
         >>> list(df.columns)
-        ['layer', 'quantity', 'a', 'b', 'c', 'd', 'value', 'se', 'tail_shape']
+        ['layer', 'quantity', 'a', 'b', 'c', 'd', 'e', 'f', 'value', 'se', 'tail_shape']
         >>> df.groupby("quantity").size().to_dict()
         {'T': 3, 'V': 3, 'mean': 3}
         """
