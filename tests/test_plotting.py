@@ -215,3 +215,36 @@ def test_collapse_panel_and_mark_point():
     star = plotting.mark_point(ax, 0.0, 1.0, "critical point")
     assert star.get_zorder() > max(ln.get_zorder() for ln in ax.lines[:-1])
     plt.close(fig)
+
+
+def test_two_legends_keep_both_encodings():
+    fig, ax = plt.subplots()
+    colors = {"$n=8$": "C0", "$n=32$": "C1"}
+    styles = {"exact": dict(ls="-"), "recursion": dict(ls="--", color="k")}
+    first, second = plotting.legends_by_color_and_style(ax, colors, styles, color_title="width")
+    legends = [a for a in ax.get_children() if isinstance(a, matplotlib.legend.Legend)]
+    assert first in legends and second in legends
+    assert first.get_title().get_text() == "width"
+    assert [h.get_color() for h in first.legend_handles] == ["C0", "C1"]
+    assert [h.get_linestyle() for h in second.legend_handles] == ["-", "--"]
+    plt.close(fig)
+
+
+def test_errorbar_relative_values_and_bars():
+    fig, ax = plt.subplots()
+    ref = np.array([2.0, -4.0])
+    z = plotting.errorbar_relative(ax, [1, 2], [2.2, -4.4], [0.1, 0.2], ref)
+    np.testing.assert_allclose(z, [2.0, -2.0])
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), [0.1, 0.1])
+    seg = ax.collections[0].get_segments()  # the +-1 se bars, relative to |reference|
+    np.testing.assert_allclose([s[1, 1] - s[0, 1] for s in seg], [0.1, 0.1])
+    with pytest.raises(ValueError, match="equal shapes"):
+        plotting.errorbar_relative(ax, [1, 2], [1.0], [0.1, 0.1], ref)
+    plt.close(fig)
+
+
+def test_readable_log_ticks_rejects_bad_axis():
+    fig, ax = plt.subplots()
+    with pytest.raises(ValueError, match="axis must be 'x' or 'y'; got 'z'"):
+        plotting.readable_log_ticks(ax, "z")
+    plt.close(fig)

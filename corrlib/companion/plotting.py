@@ -36,11 +36,14 @@ __all__ = [
     "FIGURES_ENV",
     "apply_style",
     "collapse_panel",
+    "errorbar_relative",
     "errorbar_vs_theory",
     "figures_dir",
     "fit_loglog_slope",
+    "legends_by_color_and_style",
     "loglog_with_slope",
     "mark_point",
+    "readable_log_ticks",
     "repo_root",
     "save_figure",
     "save_table",
@@ -77,6 +80,16 @@ STYLE: dict[str, Any] = {
     "pdf.fonttype": 42,  # embed TrueType, text stays editable
     "svg.hashsalt": "corrlib",  # deterministic SVG ids
 }
+
+
+def _example_axes() -> tuple[Figure, Axes]:
+    """A figure and axes under the non-interactive Agg backend, for the doctests below."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots()
 
 
 def repo_root(start: str | os.PathLike | None = None) -> Path:
@@ -300,10 +313,8 @@ def loglog_with_slope(
 
     Examples
     --------
-    >>> import matplotlib
-    >>> matplotlib.use("Agg")
     >>> import matplotlib.pyplot as plt
-    >>> fig, ax = plt.subplots()
+    >>> fig, ax = _example_axes()
     >>> x = np.array([1.0, 2.0, 4.0])
     >>> s, s_se = loglog_with_slope(ax, x, x**1.5, 0.02 * x**1.5, label="data")
     >>> round(s, 10), ax.get_legend_handles_labels()[1]
@@ -347,10 +358,8 @@ def collapse_panel(
 
     Examples
     --------
-    >>> import matplotlib
-    >>> matplotlib.use("Agg")
     >>> import matplotlib.pyplot as plt
-    >>> fig, ax = plt.subplots()
+    >>> fig, ax = _example_axes()
     >>> ell = np.arange(1, 9)
     >>> collapse_panel(ax, {4: (ell, ell / 4), 8: (ell, ell / 8)})
     >>> [float(line.get_xdata()[-1]) for line in ax.lines]
@@ -370,10 +379,8 @@ def mark_point(ax: Axes, x: float, y: float, label: str, *, marker: str = "*", *
 
     Examples
     --------
-    >>> import matplotlib
-    >>> matplotlib.use("Agg")
     >>> import matplotlib.pyplot as plt
-    >>> fig, ax = plt.subplots()
+    >>> fig, ax = _example_axes()
     >>> line = mark_point(ax, 0.0, 1.0, "critical point")
     >>> line.get_label(), line.get_clip_on()
     ('critical point', False)
@@ -385,9 +392,154 @@ def mark_point(ax: Axes, x: float, y: float, label: str, *, marker: str = "*", *
     return line
 
 
+def legends_by_color_and_style(
+    ax: Axes,
+    colors: dict[str, Any],
+    styles: dict[str, dict[str, Any]],
+    *,
+    color_title: str | None = None,
+    color_loc: str = "upper left",
+    style_loc: str = "lower right",
+    **legend_kwargs: Any,
+) -> tuple[Any, Any]:
+    """Two legends: one naming what the colours stand for (e.g. the width n), one naming what
+    the line styles and markers stand for (e.g. exact, recursion, Monte Carlo).
+
+    A figure that encodes two things (which network, which kind of curve) reads best with one
+    legend per encoding instead of one list of every combination. The entries are proxy
+    artists, so the curves themselves need no labels.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+    colors : dict label -> colour
+        One solid line per entry.
+    styles : dict label -> dict of ``matplotlib.lines.Line2D`` keyword arguments
+        E.g. ``{"exact": dict(ls="-"), "Monte Carlo": dict(ls="none", marker="o")}``; the
+        colour defaults to dark grey.
+    color_title : str, optional
+        Title of the colour legend (e.g. ``"width"``).
+    color_loc, style_loc : str
+        Locations of the two legends.
+    **legend_kwargs
+        Passed to both ``ax.legend`` calls (e.g. ``fontsize``).
+
+    Returns
+    -------
+    (color_legend, style_legend) : the two Legend artists.
+
+    Examples
+    --------
+    >>> fig, ax = _example_axes()
+    >>> c, s = legends_by_color_and_style(
+    ...     ax, {"$n=8$": "C0", "$n=32$": "C1"},
+    ...     {"exact": dict(ls="-"), "Monte Carlo": dict(ls="none", marker="o")})
+    >>> [t.get_text() for t in c.get_texts()], [t.get_text() for t in s.get_texts()]
+    (['$n=8$', '$n=32$'], ['exact', 'Monte Carlo'])
+    >>> c in ax.get_children()
+    True
+    >>> fig.clf()
+    """
+    from matplotlib.lines import Line2D
+
+    chandles = [Line2D([], [], color=c, lw=2.0) for c in colors.values()]
+    shandles = [Line2D([], [], **{"color": "0.25", **kw}) for kw in styles.values()]
+    first = ax.legend(chandles, list(colors), title=color_title, loc=color_loc, **legend_kwargs)
+    ax.add_artist(first)
+    second = ax.legend(shandles, list(styles), loc=style_loc, **legend_kwargs)
+    return first, second
+
+
+def errorbar_relative(
+    ax: Axes,
+    x: Sequence[float] | np.ndarray,
+    value: Sequence[float] | np.ndarray,
+    se: Sequence[float] | np.ndarray,
+    reference: Sequence[float] | np.ndarray,
+    *,
+    color: Any = None,
+    marker: str = "o",
+    filled: bool = False,
+    label: str | None = None,
+) -> np.ndarray:
+    """Monte Carlo estimates relative to a reference, ``value / reference - 1``, with +-1
+    standard-error bars ``se / reference``: the residual view in which error bars are visible
+    even where the quantity itself spans orders of magnitude.
+
+    Parameters
+    ----------
+    x, value, se, reference : array_like, shape (k,)
+        Abscissae, estimates, their standard errors and the reference (e.g. the exact law).
+    filled : bool
+        Filled markers (default open), to tell two series of one colour apart.
+
+    Returns
+    -------
+    ndarray, shape (k,)
+        The z-scores ``(value - reference) / se`` of the plotted points.
+
+    Examples
+    --------
+    >>> fig, ax = _example_axes()
+    >>> z = errorbar_relative(ax, [1, 2], [1.1, 3.8], [0.05, 0.1], [1.0, 4.0])
+    >>> [round(float(v), 6) for v in z]
+    [2.0, -2.0]
+    >>> [round(float(v), 6) for v in ax.lines[0].get_ydata()]
+    [0.1, -0.05]
+    >>> fig.clf()
+    """
+    x, value, se, ref = (np.asarray(a, dtype=float) for a in (x, value, se, reference))
+    if not (x.shape == value.shape == se.shape == ref.shape):
+        raise ValueError(
+            "x, value, se and reference must have equal shapes; got "
+            f"{x.shape}, {value.shape}, {se.shape}, {ref.shape}"
+        )
+    face = color if filled else "none"
+    ax.errorbar(
+        x, value / ref - 1, yerr=se / np.abs(ref), fmt=marker, color=color, mfc=face, label=label
+    )
+    return (value - ref) / se
+
+
+def readable_log_ticks(ax: Axes, axis: str = "y", subs: Sequence[float] = (1.0, 2.0, 5.0)) -> None:
+    """Label a log axis at 1, 2, 5 times each power of ten in plain numbers (not only at the
+    powers of ten, which leaves a short axis with one label or none).
+
+    Examples
+    --------
+    >>> fig, ax = _example_axes()
+    >>> _ = ax.plot([1, 2], [3.0, 40.0])
+    >>> ax.set_yscale("log")
+    >>> readable_log_ticks(ax)
+    >>> _ = ax.set_ylim(3, 40)
+    >>> fig.canvas.draw()
+    >>> [t.get_text() for t in ax.get_yticklabels() if 3 <= t.get_position()[1] <= 40]
+    ['5', '10', '20']
+    >>> fig.clf()
+    """
+    from matplotlib import ticker
+
+    if axis not in ("x", "y"):
+        raise ValueError(f"axis must be 'x' or 'y'; got {axis!r}")
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_major_locator(ticker.LogLocator(base=10.0, subs=tuple(subs)))
+    target.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))
+    target.set_minor_formatter(ticker.NullFormatter())
+
+
 # ---- notebook 11
 
 __all__ += ["plot_partial_sums", "plot_series_errors"]  # noqa: PLE0605
+
+
+def _relu_convergence_example() -> pd.DataFrame:
+    """The doctests' table: ReLU, n = 64, L = 8, orders 1..3 against the exact Var Sigma (T15)."""
+    from ..model import Network
+    from ..theory import hierarchy, hierarchy_convergence
+
+    h = hierarchy(Network.critical("relu", width=64, depth=8), [1.0], order=3)
+    exact = {2: h.K[:, 0, 0] ** 2 * ((1 + 5 / 64) ** np.arange(9) - 1)}  # (T15)
+    return hierarchy_convergence(h, exact)
 
 
 def _orders_colors(orders: Sequence[int]) -> dict[int, Any]:
@@ -419,13 +571,9 @@ def plot_partial_sums(ax: Axes, frame: pd.DataFrame, quantity: str, *, exact_lab
 
     Examples
     --------
-    >>> import matplotlib; matplotlib.use("Agg")
-    >>> import matplotlib.pyplot as plt, numpy as np, corrlib
-    >>> from corrlib.theory import hierarchy, hierarchy_convergence
-    >>> h = hierarchy(corrlib.Network.critical("relu", width=64, depth=8), [1.0], order=3)
-    >>> exact = {2: h.K[:, 0, 0] ** 2 * ((1 + 5 / 64) ** np.arange(9) - 1)}   # (T15)
-    >>> fig, ax = plt.subplots()
-    >>> len(plot_partial_sums(ax, hierarchy_convergence(h, exact), "Var/K^2"))
+    >>> import matplotlib.pyplot as plt
+    >>> fig, ax = _example_axes()
+    >>> len(plot_partial_sums(ax, _relu_convergence_example(), "Var/K^2"))
     4
     >>> plt.close(fig)
     """
@@ -467,13 +615,9 @@ def plot_series_errors(
 
     Examples
     --------
-    >>> import matplotlib; matplotlib.use("Agg")
-    >>> import matplotlib.pyplot as plt, numpy as np, corrlib
-    >>> from corrlib.theory import hierarchy, hierarchy_convergence
-    >>> h = hierarchy(corrlib.Network.critical("relu", width=64, depth=8), [1.0], order=3)
-    >>> exact = {2: h.K[:, 0, 0] ** 2 * ((1 + 5 / 64) ** np.arange(9) - 1)}   # (T15)
-    >>> fig, ax = plt.subplots()
-    >>> lines = plot_series_errors(ax, hierarchy_convergence(h, exact), "Var/K^2")
+    >>> import matplotlib.pyplot as plt
+    >>> fig, ax = _example_axes()
+    >>> lines = plot_series_errors(ax, _relu_convergence_example(), "Var/K^2")
     >>> [ln.get_label() for ln in lines]
     ['order 1', 'order 2', 'order 3']
     >>> plt.close(fig)
