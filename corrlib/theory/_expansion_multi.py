@@ -23,7 +23,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..model.channels import ChannelLayout
-from ..model.gaussian import radial_rule
+from ..model.gaussian import kink_rule
 
 __all__ = ["MAX_CHANNELS_ORDER2", "LayerRule", "multi_channel_series"]
 
@@ -62,6 +62,10 @@ _EIG_RTOL = 1e-12
 # integrands have degree <= 6 + 8) and Gauss-Legendre nodes per angular panel (<= pi/2)
 _RADIAL = 10
 _ANGLE = 24
+# 3-4 value dimensions (inputs only): quads times He_4 and sextets, degree <= 8 along rays
+# (5 radial nodes are exact to degree 9); Gauss-Legendre order of a simplex of edge pi/2 (T43)
+_RADIAL_HIGH = 5
+_ANGLE_HIGH = 20
 # the highest Hermite order any table needs (D8 of a pair)
 _HMAX = 8
 
@@ -132,44 +136,25 @@ def _tensor(rules, prune: float = _PRUNE, grid: bool = False):
     return X, W
 
 
-def _polar(L: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Standard-normal rule on R^2 exact for integrands that are polynomials of degree
-    <= 2 _RADIAL - 2 along rays, piecewise between the kink rays {L_i . xi = 0}."""
-    rays = np.arctan2(L[:, 0], -L[:, 1]) % math.pi
-    rays = rays[np.linalg.norm(L, axis=1) > 0]
-    cuts = np.sort(np.concatenate([rays, rays + math.pi, 0.5 * math.pi * np.arange(4)]))
-    cuts = np.append(cuts, cuts[0] + 2.0 * math.pi)
-    xg, wg = np.polynomial.legendre.leggauss(_ANGLE)
-    xg, wg = 0.5 * (xg + 1.0), 0.5 * wg
-    a, b = cuts[:-1], cuts[1:]
-    phi = (a[:, None] + (b - a)[:, None] * xg).ravel()
-    wphi = ((b - a)[:, None] * wg).ravel()
-    rho, wr = radial_rule(1, _RADIAL)
-    X = (rho[:, None, None] * np.stack([np.cos(phi), np.sin(phi)], 1)[None]).reshape(-1, 2)
-    W = (wr[:, None] * wphi[None, :]).ravel() / (2.0 * math.pi)
-    keep = W > 0
-    return X[keep], W[keep]
-
-
-def _value_rule(act, r: int, L: np.ndarray, coarse: bool) -> tuple:
+def _value_rule(act, r: int, L: np.ndarray, coarse: bool, derivatives: bool = True) -> tuple:
     """A standard-normal rule on R^r for the value coordinates xi (z = L xi): nodes, weights and
     (smooth activations) the pruned product grid they lie on, else None."""
     if r == 0:
         return np.zeros((1, 0)), np.ones(1), None
     if act.kink:
-        if not act.is_scale_invariant or r > 2:
+        if not act.is_scale_invariant:
             raise NotImplementedError(
                 "hierarchy: order 2 with several channels integrates a kinked activation "
-                "exactly only when it is scale-invariant (a_+ z [z>0] + a_- z [z<0]) and the "
-                f"values span at most 2 dimensions; got {act!r} with {r} value dimensions. "
-                "Missing: a kink-split rule for 3-4 value dimensions (use order=1, "
-                "corrlib.finite_width)"
+                "exactly only when it is scale-invariant (a_+ z [z>0] + a_- z [z<0]); got "
+                f"{act!r}. Missing: a rule for kinked activations that are not piecewise "
+                "linear (use order=1, corrlib.finite_width)"
             )
-        if r == 1:
-            rho, w = radial_rule(0, _RADIAL)
-            x = np.concatenate([rho, -rho])[:, None]
-            return x, np.concatenate([w, w]) / math.sqrt(2.0 * math.pi), None
-        return (*_polar(L), None)
+        if r <= 2:
+            return (*kink_rule(L, _RADIAL, _ANGLE), None)
+        # 3-4 value dimensions: only inputs (c <= 4), so every function of the subset has a
+        # factor sigma(z_i) for each of its inputs and vanishes on cells where one is 0
+        skip = None if derivatives else (lambda y: np.any(act.f(y @ L.T) == 0.0, axis=1))
+        return (*kink_rule(L, _RADIAL_HIGH, _ANGLE_HIGH, skip=skip), None)
     f = _TRAP_CHECK if coarse else 1.0
     steps = [min(_TRAP_MAX[r], _TRAP_STEP[r] / max(float(np.max(np.abs(L[:, j]))), 1e-300))
              for j in range(r)]  # fmt: skip
@@ -184,7 +169,7 @@ def _value_part(act, K: np.ndarray, m: int, coarse: bool, derivatives: bool = Tr
     lam, Q = np.linalg.eigh(K[:m, :m])
     keep = lam > _EIG_RTOL * max(scale, 1e-300)
     L = Q[:, keep] * np.sqrt(lam[keep])
-    Xz, Wz, grid = _value_rule(act, L.shape[1], L, coarse)
+    Xz, Wz, grid = _value_rule(act, L.shape[1], L, coarse, derivatives)
     z = Xz @ L.T
     with np.errstate(over="ignore", invalid="ignore"):
         f = act.f(z)
