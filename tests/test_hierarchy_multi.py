@@ -424,6 +424,21 @@ def test_kinked_order2_on_three_and_four_inputs_keeps_finite_width(act, m):
     assert np.all(np.isfinite(h.term(3, 2))) and np.max(np.abs(h.term(2, 2))) > 0
 
 
+def test_kinked_order2_four_inputs_with_an_empty_positive_cell():
+    """Four inputs in R^3 with 0 in their convex hull: at the input no z has all four
+    coordinates > 0, so the ReLU quad of all four inputs vanishes there (no nodes at all);
+    the result is still finite_width's at order 1 and (T10)-(T11) with these tables match."""
+    X = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [-1.0, -1.0, -1.0]])
+    net = corrlib.Network.uniform("relu", 24, 2, n_in=3, C_W=2.0, C_b=0.1)
+    fw = finite_width(net, X)
+    h = hierarchy(net, X, order=2)
+    assert np.max(np.abs(h.kappa(2, 1) - fw.V)) <= 1e-12 * np.max(np.abs(fw.V))
+    out = multi_channel_series(net, fw.K, fw.Delta, fw.V, fw.layout, 24.0)
+    ref = fw.V * 24.0
+    assert np.max(np.abs(out["own_V1"] - ref)) <= 1e-12 * np.max(np.abs(ref))
+    assert np.all(np.isfinite(h.term(2, 2))) and np.all(np.isfinite(h.term(3, 2)))
+
+
 @pytest.fixture(scope="module")
 def relu4():
     net = corrlib.Network.uniform("relu", 24, 2, n_in=3, C_W=2.0, C_b=0.1)

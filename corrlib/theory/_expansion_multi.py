@@ -457,7 +457,10 @@ def _subset_tables(rule: LayerRule, funcs: dict, orders: dict) -> dict:
     for name in funcs:
         kmax = max(orders[name])
         nf = prods[name].shape[0]
-        if rd == 0 and rz >= 2 and kmax > 0 and rule.grid is not None:
+        if nz == 0:  # every cell skipped: the functions vanish (e.g. relu, an empty cell)
+            na, nb = len(_all_indices(rz, kmax)[0]), len(_all_indices(rd, kmax)[0])
+            mom_all = np.zeros((nf, na, nb))
+        elif rd == 0 and rz >= 2 and kmax > 0 and rule.grid is not None:
             mom_all = _grid_moments(prods[name] * rule.Wz, *rule.grid, kmax)[:, :, None]
         elif rd == 0 and rz >= 2 and kmax > 0:
             mom_all = _split_moments(prods[name], rule.Xz, rule.Wz, kmax)[:, :, None]
