@@ -339,24 +339,13 @@ def _hermite_all(x: np.ndarray, kmax: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=64)
-def _split_map(rz: int, rd: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """For the multisets of order k over rz + rd coordinates: positions of their value part and
-    of their conditional part among all multi-indices of order <= k of each part."""
-    counts = _multi_indices(rz + rd, k)[0]
-    _, pa = _all_indices(rz, k)
-    _, pb = _all_indices(rd, k)
-    ia = np.array([pa[tuple(v[:rz])] for v in counts.tolist()], dtype=np.int64)
-    ib = np.array([pb[tuple(v[rz:])] for v in counts.tolist()], dtype=np.int64)
-    return ia, ib
-
-
-@lru_cache(maxsize=64)
-def _join_map(ra: int, rb: int, kmax: int) -> tuple[np.ndarray, np.ndarray]:
-    """For every multi-index of order <= kmax over ra + rb coordinates (the order of
-    _all_indices): the positions of its first-ra part and of its last-rb part."""
-    counts = _all_indices(ra + rb, kmax)[0]
-    _, pa = _all_indices(ra, kmax)
-    _, pb = _all_indices(rb, kmax)
+def _part_map(ra: int, rb: int, k: int, exact: bool) -> tuple[np.ndarray, np.ndarray]:
+    """For the multi-indices over ra + rb coordinates (``exact``: the multisets of order k, as
+    _multi_indices; else every one of order <= k, as _all_indices): the positions of their
+    first-ra part and of their last-rb part among all multi-indices of order <= k of each part."""
+    counts = (_multi_indices if exact else _all_indices)(ra + rb, k)[0]
+    _, pa = _all_indices(ra, k)
+    _, pb = _all_indices(rb, k)
     ia = np.array([pa[tuple(v[:ra])] for v in counts.tolist()], dtype=np.int64)
     ib = np.array([pb[tuple(v[ra:])] for v in counts.tolist()], dtype=np.int64)
     return ia, ib
@@ -396,7 +385,7 @@ def _split_moments(F: np.ndarray, x: np.ndarray, w: np.ndarray, kmax: int) -> np
     (alpha, node) table when x has 3-4 coordinates."""
     nf, P = F.shape
     ra = (x.shape[1] + 1) // 2
-    ia, ib = _join_map(ra, x.shape[1] - ra, kmax)
+    ia, ib = _part_map(ra, x.shape[1] - ra, kmax, False)
     out = 0.0
     for p0 in range(0, P, 16 * _CHUNK):  # chunks keep the (functions x a x nodes) table small
         ps = slice(p0, p0 + 16 * _CHUNK)
@@ -474,7 +463,7 @@ def _subset_tables(rule: LayerRule, funcs: dict, orders: dict) -> dict:
                 Hz = _hermite_all(rule.Xz[zs], kmax) * rule.Wz[zs]  # (na, chunk)
                 mom_all = mom_all + np.matmul(Hz[None], inner[:, zs])  # (nf, na, nb)
         for k in orders[name]:
-            ia, ib = _split_map(rz, rd, k)
+            ia, ib = _part_map(rz, rd, k, True)
             mom = mom_all[:, ia, ib]
             full = _full(mom, r, k).reshape((nf,) + (r,) * k)
             out[name, k] = _from_x(full, rule.Bp)
