@@ -370,24 +370,25 @@ def _hermite_tables(act, K, chans):
     return m0, Q2, Q4
 
 
-@pytest.fixture(scope="module")
-def kinked4():
-    # (leaky ReLU on four inputs integrates all 16 cells: ~26 s per layer, too slow for a test;
-    # its three-input case and ReLU's four-input tables cover the rule)
-    name, C_W, C_b = KINKED[0]
-    net = corrlib.Network.uniform(name, 24, 2, n_in=3, C_W=C_W, C_b=C_b)
+# (leaky ReLU through the node rule integrates all 16 cells: ~25 s, too slow for a test)
+TABLE_CASES = [(KINKED[0], True), (KINKED[1], True), (KINKED[0], False)]
+
+
+@pytest.mark.parametrize(
+    "act, cells",
+    TABLE_CASES,
+    ids=[f"{a[0]}-{'orthant' if c else 'node-rule'}" for a, c in TABLE_CASES],
+)
+def test_kink_tables_on_four_inputs_match_orthant_moments(act, cells):
+    """The tables of (T34) on the four-input subset (value rank 4): the library's exact path
+    (xi-moments of the cells, Hermite tensors in xi, ``cells``) and the kink-split node rule
+    (T41)-(T43) against z-moments of the orthant recursion turned into derivative tables by
+    Price's formula with K^-1 (a different formulation): E F, E F He_2, E F He_4 of quads and
+    E F of sextets. Measured <= 4e-12 relative (layer 1); 1e-10 of each table's largest entry."""
+    net = corrlib.Network.uniform(act[0], 24, 2, n_in=3, C_W=act[1], C_b=act[2])
     fw = finite_width(net, X3)
-    return net, fw
-
-
-def test_kink_tables_on_four_inputs_match_orthant_moments(kinked4):
-    """The tables of (T34) on the four-input subset (value rank 4, the rule (T41)-(T43))
-    against truncated moments of the Stein/orthant recursion: E F, E F He_2, E F He_4 of quads
-    and E F of sextets. Both are exact up to rounding and the angular convergence of (T43)
-    (measured <= 2e-12 relative); 1e-10 of each table's largest entry."""
-    net, fw = kinked4
     K = fw.K[1]  # full rank 4 after one layer
-    t = _tables(net.activation, K, ChannelLayout(4, 0), True, False)
+    t = _tables(net.activation, K, ChannelLayout(4, 0), True, False, cells=cells)
     sets = _channel_sets(4, 0)
     quads = [tuple(q) for q in sets["quads"].tolist()]
     sexts = [tuple(q) for q in sets["sexts"].tolist()]
@@ -403,7 +404,7 @@ def test_kink_tables_on_four_inputs_match_orthant_moments(kinked4):
         assert abs(t["E6"][sexts.index(q)] - ref) <= 1e-10 * abs(ref)
 
 
-KINKED_M = [(KINKED[0], 3), (KINKED[1], 3), (KINKED[0], 4)]
+KINKED_M = [(KINKED[0], 3), (KINKED[1], 3), (KINKED[0], 4), (KINKED[1], 4)]
 
 
 @pytest.mark.parametrize("act, m", KINKED_M, ids=[f"{a[0]}-m{m}" for a, m in KINKED_M])

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..model.channels import ChannelLayout
 from ..model.gaussian import kink_rule
+from ..model.orthant import OrthantMoments
 
 __all__ = ["MAX_CHANNELS_ORDER2", "LayerRule", "multi_channel_series"]
 
@@ -66,6 +67,9 @@ _ANGLE = 24
 # (5 radial nodes are exact to degree 9); Gauss-Legendre order of a simplex of edge pi/2 (T43)
 _RADIAL_HIGH = 5
 _ANGLE_HIGH = 20
+# full-rank subsets of 3-4 inputs (smallest eigenvalue above this fraction of the largest)
+# use exact orthant moments instead of the node rule
+_ORTHANT_RTOL = 1e-8
 # the highest Hermite order any table needs (D8 of a pair)
 _HMAX = 8
 
@@ -470,10 +474,80 @@ def _subset_tables(rule: LayerRule, funcs: dict, orders: dict) -> dict:
     return out
 
 
-def _tables(act, K: np.ndarray, layout: ChannelLayout, derivatives: bool, coarse: bool) -> dict:
+def _orthant_eligible(act, KS: np.ndarray, d: int) -> bool:
+    """Subsets of 3-4 inputs (no directions) of full rank, scale-invariant kinks: the cells are
+    the orthants of z and the tables are truncated moments (T41)."""
+    m = KS.shape[0]
+    if not (act.kink and act.is_scale_invariant and d == 0 and m >= 3):
+        return False
+    lam = np.linalg.eigvalsh(0.5 * (KS + KS.T))
+    return bool(lam[0] > _ORTHANT_RTOL * lam[-1])
+
+
+def _orthant_tables(act, KS: np.ndarray, funcs: dict, orders: dict) -> dict:
+    """Exact tables of (T34) on a full-rank subset of m = 3, 4 inputs for a scale-invariant
+    kinked activation (T41): with z = L xi, sigma(z_a) = a_s L_a . xi on the cell of signs s
+    (an orthant of z), so E[F He_alpha(xi)] is a sum over cells of truncated moments of xi
+    (corrlib.model.orthant, Stein recursion down to orthant probabilities), contracted with
+    the rows L_a of the function's channels; the Hermite tensors are formed in xi (no
+    cancellation against K) and turned into channel derivatives with L^-1 as in _from_x."""
+    m = KS.shape[0]
+    lam, Q = np.linalg.eigh(0.5 * (KS + KS.T))
+    L = Q * np.sqrt(lam)
+    ap, am = float(act.f(np.array(1.0))), -float(act.f(np.array(-1.0)))
+    signs = np.array(list(itertools.product((1.0, -1.0), repeat=m)))
+    slope = np.where(signs > 0, ap, am)  # (ns, m)
+    keep = np.all(slope != 0.0, axis=1)  # every function has a factor sigma(z_i) for each i
+    signs, slope = signs[keep], slope[keep]
+    Ls = signs[:, :, None] * L[None]  # z' = S z = (S L) xi > 0 on the cell
+    om = OrthantMoments(np.einsum("sik,sjk->sij", Ls, Ls), Ls, standard=True)
+    Bp = np.linalg.inv(L)
+    I = np.eye(m)
+    out = {}
+    for name, loc in funcs.items():
+        loc = np.asarray(loc)
+        p = loc.shape[1]
+        coef = np.prod(slope[:, loc], axis=2)  # (ns, nf)
+        mom = {}
+        for k in sorted({0, *orders[name]}):
+            T = om.truncated(2**m - 1, p + k)  # (ns,) + (m,) * (p + k): E xi^(x)(p+k) 1{cell}
+            vals = []
+            for f in range(len(loc)):
+                v = T
+                for a in loc[f]:  # contract the function's factors z_a = L_a . xi
+                    v = np.tensordot(v, L[a], axes=([1], [0]))
+                vals.append(np.tensordot(coef[:, f], v, axes=(0, 0)))
+            mom[k] = np.array(vals)  # (nf,) + (m,) * k
+        herm = {0: mom[0]}
+        if 2 in orders[name]:
+            herm[2] = mom[2] - mom[0][:, None, None] * I
+        if 4 in orders[name]:
+            herm[4] = _hermite4(mom[4], mom[2], mom[0], I)
+        for k in orders[name]:
+            out[name, k] = _from_x(herm[k], Bp)
+    return out
+
+
+def _hermite4(M4: np.ndarray, M2: np.ndarray, m0: np.ndarray, I: np.ndarray) -> np.ndarray:
+    """E F He_4(xi) = M4 - sym_6 M2 (x) I + m0 sym_3 I (x) I, for a batch (nf,) of functions."""
+    S = M4.copy()
+    for a, b, c, d in ((0, 1, 2, 3), (0, 2, 1, 3), (0, 3, 1, 2)):
+        for (i, j), (k, l) in (((a, b), (c, d)), ((c, d), (a, b))):
+            idx = "".join("pqrs"[[i, j, k, l].index(x)] for x in range(4))
+            S -= np.einsum(f"fpq,rs->f{idx}", M2, I)
+        idx = "".join("pqrs"[[a, b, c, d].index(x)] for x in range(4))
+        S += m0[:, None, None, None, None] * np.einsum(f"pq,rs->{idx}", I, I)[None]
+    return S
+
+
+def _tables(
+    act, K: np.ndarray, layout: ChannelLayout, derivatives: bool, coarse: bool, cells: bool = True
+) -> dict:
     """Every Gaussian table of one step at the kernel K (T34), in channel coordinates:
     G (pairs), EQ (quads), E6 (sextets); with ``derivatives`` also D2..D8 of the pairs
-    (n_pairs, c^k) and Q2, Q4 of the quads. One rule per distinct input subset."""
+    (n_pairs, c^k) and Q2, Q4 of the quads. One rule per distinct input subset; full-rank
+    subsets of 3-4 inputs of a scale-invariant kinked activation by exact orthant moments
+    (``cells``; else the kink-split node rule (T41)-(T43))."""
     sets = _channel_sets(layout.m, layout.d)
     c = sets["c"]
     orders = _ORDERS if derivatives else dict.fromkeys(_ORDERS, (0,))
@@ -488,10 +562,20 @@ def _tables(act, K: np.ndarray, layout: ChannelLayout, derivatives: bool, coarse
             nodes = _OMEGA_FAMILY[name] if derivatives and layout.d else 4
             by_nodes.setdefault(nodes, {})[name] = pos[sets[name][idx]]
         KS = K[np.ix_(S, S)]
-        value = _value_part(act, KS, sub.m, coarse, derivatives=bool(layout.d))
-        for nodes, funcs in by_nodes.items():
-            rule = LayerRule(act, KS, sub, coarse=coarse, omega_nodes=nodes, value=value)
-            loc = _subset_tables(rule, funcs, orders)
+        if cells and _orthant_eligible(act, KS, layout.d):
+            locs = [_orthant_tables(act, KS, {nm: f for d_ in by_nodes.values()
+                                              for nm, f in d_.items()}, orders)]  # fmt: skip
+        else:
+            value = _value_part(act, KS, sub.m, coarse, derivatives=bool(layout.d))
+            locs = [
+                _subset_tables(
+                    LayerRule(act, KS, sub, coarse=coarse, omega_nodes=nodes, value=value),
+                    funcs,
+                    orders,
+                )
+                for nodes, funcs in by_nodes.items()
+            ]
+        for loc in locs:
             for (name, k), val in loc.items():
                 glob[name, k][np.ix_(members[name], *([S] * k))] = val
     t = {"G": glob["pairs", 0], "EQ": glob["quads", 0], "E6": glob["sexts", 0]}
