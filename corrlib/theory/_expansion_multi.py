@@ -540,6 +540,18 @@ def _hermite4(M4: np.ndarray, M2: np.ndarray, m0: np.ndarray, I: np.ndarray) -> 
     return S
 
 
+def _zero_linear_pairs(glob: dict, sets: dict) -> None:
+    """Scale-invariant activations: the pair functions of one input (sigma^2, sigma sigma' dz,
+    sigma'^2 dz dz') have G_A linear in K (e.g. E sigma'(z)^2 dz^2 = (a_+^2 + a_-^2)/2 K_dd), so
+    their second and higher K-derivatives D4, D6, D8 vanish identically. Set them to 0: their
+    quadrature rounding (~1e-13) would otherwise be multiplied by V2, T and V1^2, which grow
+    like l^2-l^3, and the n^-2 mean would drift by ~1e-8 K over 100 layers."""
+    for I, _S, members in sets["subsets"]:
+        if len(I) == 1 and "pairs" in members:
+            for k in (4, 6, 8):
+                glob["pairs", k][members["pairs"]] = 0.0
+
+
 def _tables(
     act, K: np.ndarray, layout: ChannelLayout, derivatives: bool, coarse: bool, cells: bool = True
 ) -> dict:
@@ -578,6 +590,8 @@ def _tables(
         for loc in locs:
             for (name, k), val in loc.items():
                 glob[name, k][np.ix_(members[name], *([S] * k))] = val
+    if derivatives and act.is_scale_invariant:
+        _zero_linear_pairs(glob, sets)
     t = {"G": glob["pairs", 0], "EQ": glob["quads", 0], "E6": glob["sexts", 0]}
     if derivatives:
         for k in (2, 4, 6, 8):
