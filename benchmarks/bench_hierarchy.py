@@ -9,7 +9,8 @@ L = 1000 in under 1 s on one core.
 
 Several channels (T33)-(T40): order 2, c = 4 channels, L = 100, width n = 256, at the critical
 point: tanh with 2 inputs and 1 direction, 4 inputs, 1 input and 3 directions; relu and gelu
-with 2 inputs and 1 direction (fixed random inputs in R^3). Target (issue 11): under 20 s on one
+with 2 inputs and 1 direction; relu with 4 distinct inputs (value rank 3 then 4: the
+kink-split rule (T41)-(T43)) (fixed random inputs in R^3). Target (issue 11): under 20 s on one
 core. These are timed once (no warm-up: a run is long enough).
 
 Every time is CPU time (``time.process_time``), best of ``--repeat`` runs, with the BLAS
@@ -113,6 +114,7 @@ def main(argv=None) -> None:
         cases += [("tanh", J, L, n, (1, 0)) for J in (1, 2, 4, 8, 10, 12)]
     several = [("tanh", 2, 100, 256, md) for md in ((2, 1), (4, 0), (1, 3))]
     several += [("relu", 2, 100, 256, (2, 1)), ("gelu", 2, 100, 256, (2, 1))]
+    several += [("relu", 2, 100, 256, (4, 0))]  # four distinct inputs: the kink rule (T41)
     if args.several_only:
         cases = []
     if not args.quick:

@@ -163,7 +163,8 @@ class OrthantMoments:
         batch at once (one numpy array per recursion state, no per-matrix Python work).
     L : ndarray, shape (nb, k, k), optional
         A factor K = L L^T. Then the moment vector is y = (z, xi) with xi = L^-1 z (standard
-        normal coordinates, 2k entries) instead of y = z. Moments in xi are what the channel
+        normal coordinates, 2k entries) instead of y = z; with ``standard`` y = xi alone (k
+        entries: the Hermite tables of the order-2 hierarchy). Moments in xi are what the channel
         engine contracts with bounded coefficient rows: computing them directly (rather than
         transforming z-moments with L^-1) keeps the rounding independent of cond(K).
 
@@ -180,12 +181,15 @@ class OrthantMoments:
     small array operations per batch.
     """
 
-    def __init__(self, K: np.ndarray, L: np.ndarray | None = None):
+    def __init__(self, K: np.ndarray, L: np.ndarray | None = None, standard: bool = False):
         K = np.asarray(K, dtype=float)
         K = 0.5 * (K + np.swapaxes(K, 1, 2))
         self.nb, self.k = K.shape[0], K.shape[1]
         if L is None:
             Syy, Cyz = K, K
+        elif standard:  # y = xi only (k entries)
+            Lt = np.swapaxes(np.asarray(L, dtype=float), 1, 2)
+            Syy, Cyz = np.broadcast_to(np.eye(self.k), K.shape).copy(), Lt
         else:
             L = np.asarray(L, dtype=float)
             Lt = np.swapaxes(L, 1, 2)

@@ -39,7 +39,7 @@ from functools import lru_cache
 import numpy as np
 
 from .._util import gauss_legendre
-from .gaussian import radial_rule
+from .gaussian import kink_rule
 from .orthant import OrthantMoments
 
 __all__ = [
@@ -392,20 +392,7 @@ def _polar_rule(K: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     r = L.shape[1]
     if r == 0:
         return L, np.zeros((1, 0)), np.ones(1)
-    if r == 1:
-        rho, w = radial_rule(0, _POLAR_RADIAL)
-        X = np.concatenate([rho, -rho])[:, None]
-        return L, X, np.concatenate([w, w]) / math.sqrt(2.0 * math.pi)
-    rays = np.arctan2(L[:, 0], -L[:, 1]) % math.pi  # direction of {L_i . xi = 0}
-    cuts = np.sort(np.concatenate([rays, rays + math.pi, 0.5 * math.pi * np.arange(4)]))
-    cuts = np.append(cuts, cuts[0] + 2.0 * math.pi)
-    xg, wg = _leg01(_POLAR_ANGLE)
-    a, b = cuts[:-1], cuts[1:]
-    phi = (a[:, None] + (b - a)[:, None] * xg).ravel()
-    wphi = ((b - a)[:, None] * wg).ravel()
-    rho, wr = radial_rule(1, _POLAR_RADIAL)
-    X = (rho[:, None, None] * np.stack([np.cos(phi), np.sin(phi)], 1)[None]).reshape(-1, 2)
-    W = (wr[:, None] * wphi[None, :]).ravel() / (2.0 * math.pi)
+    X, W = kink_rule(L, _POLAR_RADIAL, _POLAR_ANGLE)
     return L, X, W
 
 

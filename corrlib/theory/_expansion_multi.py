@@ -23,7 +23,8 @@ from functools import lru_cache
 import numpy as np
 
 from ..model.channels import ChannelLayout
-from ..model.gaussian import radial_rule
+from ..model.gaussian import kink_rule
+from ..model.orthant import OrthantMoments
 
 __all__ = ["MAX_CHANNELS_ORDER2", "LayerRule", "multi_channel_series"]
 
@@ -62,6 +63,13 @@ _EIG_RTOL = 1e-12
 # integrands have degree <= 6 + 8) and Gauss-Legendre nodes per angular panel (<= pi/2)
 _RADIAL = 10
 _ANGLE = 24
+# 3-4 value dimensions (inputs only): quads times He_4 and sextets, degree <= 8 along rays
+# (5 radial nodes are exact to degree 9); Gauss-Legendre order of a simplex of edge pi/2 (T43)
+_RADIAL_HIGH = 5
+_ANGLE_HIGH = 20
+# full-rank subsets of 3-4 inputs (smallest eigenvalue above this fraction of the largest)
+# use exact orthant moments instead of the node rule
+_ORTHANT_RTOL = 1e-8
 # the highest Hermite order any table needs (D8 of a pair)
 _HMAX = 8
 
@@ -132,44 +140,25 @@ def _tensor(rules, prune: float = _PRUNE, grid: bool = False):
     return X, W
 
 
-def _polar(L: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Standard-normal rule on R^2 exact for integrands that are polynomials of degree
-    <= 2 _RADIAL - 2 along rays, piecewise between the kink rays {L_i . xi = 0}."""
-    rays = np.arctan2(L[:, 0], -L[:, 1]) % math.pi
-    rays = rays[np.linalg.norm(L, axis=1) > 0]
-    cuts = np.sort(np.concatenate([rays, rays + math.pi, 0.5 * math.pi * np.arange(4)]))
-    cuts = np.append(cuts, cuts[0] + 2.0 * math.pi)
-    xg, wg = np.polynomial.legendre.leggauss(_ANGLE)
-    xg, wg = 0.5 * (xg + 1.0), 0.5 * wg
-    a, b = cuts[:-1], cuts[1:]
-    phi = (a[:, None] + (b - a)[:, None] * xg).ravel()
-    wphi = ((b - a)[:, None] * wg).ravel()
-    rho, wr = radial_rule(1, _RADIAL)
-    X = (rho[:, None, None] * np.stack([np.cos(phi), np.sin(phi)], 1)[None]).reshape(-1, 2)
-    W = (wr[:, None] * wphi[None, :]).ravel() / (2.0 * math.pi)
-    keep = W > 0
-    return X[keep], W[keep]
-
-
-def _value_rule(act, r: int, L: np.ndarray, coarse: bool) -> tuple:
+def _value_rule(act, r: int, L: np.ndarray, coarse: bool, derivatives: bool = True) -> tuple:
     """A standard-normal rule on R^r for the value coordinates xi (z = L xi): nodes, weights and
     (smooth activations) the pruned product grid they lie on, else None."""
     if r == 0:
         return np.zeros((1, 0)), np.ones(1), None
     if act.kink:
-        if not act.is_scale_invariant or r > 2:
+        if not act.is_scale_invariant:
             raise NotImplementedError(
                 "hierarchy: order 2 with several channels integrates a kinked activation "
-                "exactly only when it is scale-invariant (a_+ z [z>0] + a_- z [z<0]) and the "
-                f"values span at most 2 dimensions; got {act!r} with {r} value dimensions. "
-                "Missing: a kink-split rule for 3-4 value dimensions (use order=1, "
-                "corrlib.finite_width)"
+                "exactly only when it is scale-invariant (a_+ z [z>0] + a_- z [z<0]); got "
+                f"{act!r}. Missing: a rule for kinked activations that are not piecewise "
+                "linear (use order=1, corrlib.finite_width)"
             )
-        if r == 1:
-            rho, w = radial_rule(0, _RADIAL)
-            x = np.concatenate([rho, -rho])[:, None]
-            return x, np.concatenate([w, w]) / math.sqrt(2.0 * math.pi), None
-        return (*_polar(L), None)
+        if r <= 2:
+            return (*kink_rule(L, _RADIAL, _ANGLE), None)
+        # 3-4 value dimensions: only inputs (c <= 4), so every function of the subset has a
+        # factor sigma(z_i) for each of its inputs and vanishes on cells where one is 0
+        skip = None if derivatives else (lambda y: np.any(act.f(y @ L.T) == 0.0, axis=1))
+        return (*kink_rule(L, _RADIAL_HIGH, _ANGLE_HIGH, skip=skip), None)
     f = _TRAP_CHECK if coarse else 1.0
     steps = [min(_TRAP_MAX[r], _TRAP_STEP[r] / max(float(np.max(np.abs(L[:, j]))), 1e-300))
              for j in range(r)]  # fmt: skip
@@ -184,7 +173,7 @@ def _value_part(act, K: np.ndarray, m: int, coarse: bool, derivatives: bool = Tr
     lam, Q = np.linalg.eigh(K[:m, :m])
     keep = lam > _EIG_RTOL * max(scale, 1e-300)
     L = Q[:, keep] * np.sqrt(lam[keep])
-    Xz, Wz, grid = _value_rule(act, L.shape[1], L, coarse)
+    Xz, Wz, grid = _value_rule(act, L.shape[1], L, coarse, derivatives)
     z = Xz @ L.T
     with np.errstate(over="ignore", invalid="ignore"):
         f = act.f(z)
@@ -354,24 +343,13 @@ def _hermite_all(x: np.ndarray, kmax: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=64)
-def _split_map(rz: int, rd: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """For the multisets of order k over rz + rd coordinates: positions of their value part and
-    of their conditional part among all multi-indices of order <= k of each part."""
-    counts = _multi_indices(rz + rd, k)[0]
-    _, pa = _all_indices(rz, k)
-    _, pb = _all_indices(rd, k)
-    ia = np.array([pa[tuple(v[:rz])] for v in counts.tolist()], dtype=np.int64)
-    ib = np.array([pb[tuple(v[rz:])] for v in counts.tolist()], dtype=np.int64)
-    return ia, ib
-
-
-@lru_cache(maxsize=64)
-def _join_map(ra: int, rb: int, kmax: int) -> tuple[np.ndarray, np.ndarray]:
-    """For every multi-index of order <= kmax over ra + rb coordinates (the order of
-    _all_indices): the positions of its first-ra part and of its last-rb part."""
-    counts = _all_indices(ra + rb, kmax)[0]
-    _, pa = _all_indices(ra, kmax)
-    _, pb = _all_indices(rb, kmax)
+def _part_map(ra: int, rb: int, k: int, exact: bool) -> tuple[np.ndarray, np.ndarray]:
+    """For the multi-indices over ra + rb coordinates (``exact``: the multisets of order k, as
+    _multi_indices; else every one of order <= k, as _all_indices): the positions of their
+    first-ra part and of their last-rb part among all multi-indices of order <= k of each part."""
+    counts = (_multi_indices if exact else _all_indices)(ra + rb, k)[0]
+    _, pa = _all_indices(ra, k)
+    _, pb = _all_indices(rb, k)
     ia = np.array([pa[tuple(v[:ra])] for v in counts.tolist()], dtype=np.int64)
     ib = np.array([pb[tuple(v[ra:])] for v in counts.tolist()], dtype=np.int64)
     return ia, ib
@@ -411,7 +389,7 @@ def _split_moments(F: np.ndarray, x: np.ndarray, w: np.ndarray, kmax: int) -> np
     (alpha, node) table when x has 3-4 coordinates."""
     nf, P = F.shape
     ra = (x.shape[1] + 1) // 2
-    ia, ib = _join_map(ra, x.shape[1] - ra, kmax)
+    ia, ib = _part_map(ra, x.shape[1] - ra, kmax, False)
     out = 0.0
     for p0 in range(0, P, 16 * _CHUNK):  # chunks keep the (functions x a x nodes) table small
         ps = slice(p0, p0 + 16 * _CHUNK)
@@ -472,7 +450,10 @@ def _subset_tables(rule: LayerRule, funcs: dict, orders: dict) -> dict:
     for name in funcs:
         kmax = max(orders[name])
         nf = prods[name].shape[0]
-        if rd == 0 and rz >= 2 and kmax > 0 and rule.grid is not None:
+        if nz == 0:  # every cell skipped: the functions vanish (e.g. relu, an empty cell)
+            na, nb = len(_all_indices(rz, kmax)[0]), len(_all_indices(rd, kmax)[0])
+            mom_all = np.zeros((nf, na, nb))
+        elif rd == 0 and rz >= 2 and kmax > 0 and rule.grid is not None:
             mom_all = _grid_moments(prods[name] * rule.Wz, *rule.grid, kmax)[:, :, None]
         elif rd == 0 and rz >= 2 and kmax > 0:
             mom_all = _split_moments(prods[name], rule.Xz, rule.Wz, kmax)[:, :, None]
@@ -486,17 +467,99 @@ def _subset_tables(rule: LayerRule, funcs: dict, orders: dict) -> dict:
                 Hz = _hermite_all(rule.Xz[zs], kmax) * rule.Wz[zs]  # (na, chunk)
                 mom_all = mom_all + np.matmul(Hz[None], inner[:, zs])  # (nf, na, nb)
         for k in orders[name]:
-            ia, ib = _split_map(rz, rd, k)
+            ia, ib = _part_map(rz, rd, k, True)
             mom = mom_all[:, ia, ib]
             full = _full(mom, r, k).reshape((nf,) + (r,) * k)
             out[name, k] = _from_x(full, rule.Bp)
     return out
 
 
-def _tables(act, K: np.ndarray, layout: ChannelLayout, derivatives: bool, coarse: bool) -> dict:
+def _orthant_eligible(act, KS: np.ndarray, d: int) -> bool:
+    """Subsets of 3-4 inputs (no directions) of full rank, scale-invariant kinks: the cells are
+    the orthants of z and the tables are truncated moments (T41)."""
+    m = KS.shape[0]
+    if not (act.kink and act.is_scale_invariant and d == 0 and m >= 3):
+        return False
+    lam = np.linalg.eigvalsh(0.5 * (KS + KS.T))
+    return bool(lam[0] > _ORTHANT_RTOL * lam[-1])
+
+
+def _orthant_tables(act, KS: np.ndarray, funcs: dict, orders: dict) -> dict:
+    """Exact tables of (T34) on a full-rank subset of m = 3, 4 inputs for a scale-invariant
+    kinked activation (T41): with z = L xi, sigma(z_a) = a_s L_a . xi on the cell of signs s
+    (an orthant of z), so E[F He_alpha(xi)] is a sum over cells of truncated moments of xi
+    (corrlib.model.orthant, Stein recursion down to orthant probabilities), contracted with
+    the rows L_a of the function's channels; the Hermite tensors are formed in xi (no
+    cancellation against K) and turned into channel derivatives with L^-1 as in _from_x."""
+    m = KS.shape[0]
+    lam, Q = np.linalg.eigh(0.5 * (KS + KS.T))
+    L = Q * np.sqrt(lam)
+    ap, am = float(act.f(np.array(1.0))), -float(act.f(np.array(-1.0)))
+    signs = np.array(list(itertools.product((1.0, -1.0), repeat=m)))
+    slope = np.where(signs > 0, ap, am)  # (ns, m)
+    keep = np.all(slope != 0.0, axis=1)  # every function has a factor sigma(z_i) for each i
+    signs, slope = signs[keep], slope[keep]
+    Ls = signs[:, :, None] * L[None]  # z' = S z = (S L) xi > 0 on the cell
+    om = OrthantMoments(np.einsum("sik,sjk->sij", Ls, Ls), Ls, standard=True)
+    Bp = np.linalg.inv(L)
+    I = np.eye(m)
+    out = {}
+    for name, loc in funcs.items():
+        loc = np.asarray(loc)
+        p = loc.shape[1]
+        coef = np.prod(slope[:, loc], axis=2)  # (ns, nf)
+        mom = {}
+        for k in sorted({0, *orders[name]}):
+            T = om.truncated(2**m - 1, p + k)  # (ns,) + (m,) * (p + k): E xi^(x)(p+k) 1{cell}
+            vals = []
+            for f in range(len(loc)):
+                v = T
+                for a in loc[f]:  # contract the function's factors z_a = L_a . xi
+                    v = np.tensordot(v, L[a], axes=([1], [0]))
+                vals.append(np.tensordot(coef[:, f], v, axes=(0, 0)))
+            mom[k] = np.array(vals)  # (nf,) + (m,) * k
+        herm = {0: mom[0]}
+        if 2 in orders[name]:
+            herm[2] = mom[2] - mom[0][:, None, None] * I
+        if 4 in orders[name]:
+            herm[4] = _hermite4(mom[4], mom[2], mom[0], I)
+        for k in orders[name]:
+            out[name, k] = _from_x(herm[k], Bp)
+    return out
+
+
+def _hermite4(M4: np.ndarray, M2: np.ndarray, m0: np.ndarray, I: np.ndarray) -> np.ndarray:
+    """E F He_4(xi) = M4 - sym_6 M2 (x) I + m0 sym_3 I (x) I, for a batch (nf,) of functions."""
+    S = M4.copy()
+    for a, b, c, d in ((0, 1, 2, 3), (0, 2, 1, 3), (0, 3, 1, 2)):
+        for (i, j), (k, l) in (((a, b), (c, d)), ((c, d), (a, b))):
+            idx = "".join("pqrs"[[i, j, k, l].index(x)] for x in range(4))
+            S -= np.einsum(f"fpq,rs->f{idx}", M2, I)
+        idx = "".join("pqrs"[[a, b, c, d].index(x)] for x in range(4))
+        S += m0[:, None, None, None, None] * np.einsum(f"pq,rs->{idx}", I, I)[None]
+    return S
+
+
+def _zero_linear_pairs(glob: dict, sets: dict) -> None:
+    """Scale-invariant activations: the pair functions of one input (sigma^2, sigma sigma' dz,
+    sigma'^2 dz dz') have G_A linear in K (e.g. E sigma'(z)^2 dz^2 = (a_+^2 + a_-^2)/2 K_dd), so
+    their second and higher K-derivatives D4, D6, D8 vanish identically. Set them to 0: their
+    quadrature rounding (~1e-13) would otherwise be multiplied by V2, T and V1^2, which grow
+    like l^2-l^3, and the n^-2 mean would drift by ~1e-8 K over 100 layers."""
+    for I, _S, members in sets["subsets"]:
+        if len(I) == 1 and "pairs" in members:
+            for k in (4, 6, 8):
+                glob["pairs", k][members["pairs"]] = 0.0
+
+
+def _tables(
+    act, K: np.ndarray, layout: ChannelLayout, derivatives: bool, coarse: bool, cells: bool = True
+) -> dict:
     """Every Gaussian table of one step at the kernel K (T34), in channel coordinates:
     G (pairs), EQ (quads), E6 (sextets); with ``derivatives`` also D2..D8 of the pairs
-    (n_pairs, c^k) and Q2, Q4 of the quads. One rule per distinct input subset."""
+    (n_pairs, c^k) and Q2, Q4 of the quads. One rule per distinct input subset; full-rank
+    subsets of 3-4 inputs of a scale-invariant kinked activation by exact orthant moments
+    (``cells``; else the kink-split node rule (T41)-(T43))."""
     sets = _channel_sets(layout.m, layout.d)
     c = sets["c"]
     orders = _ORDERS if derivatives else dict.fromkeys(_ORDERS, (0,))
@@ -511,12 +574,24 @@ def _tables(act, K: np.ndarray, layout: ChannelLayout, derivatives: bool, coarse
             nodes = _OMEGA_FAMILY[name] if derivatives and layout.d else 4
             by_nodes.setdefault(nodes, {})[name] = pos[sets[name][idx]]
         KS = K[np.ix_(S, S)]
-        value = _value_part(act, KS, sub.m, coarse, derivatives=bool(layout.d))
-        for nodes, funcs in by_nodes.items():
-            rule = LayerRule(act, KS, sub, coarse=coarse, omega_nodes=nodes, value=value)
-            loc = _subset_tables(rule, funcs, orders)
+        if cells and _orthant_eligible(act, KS, layout.d):
+            locs = [_orthant_tables(act, KS, {nm: f for d_ in by_nodes.values()
+                                              for nm, f in d_.items()}, orders)]  # fmt: skip
+        else:
+            value = _value_part(act, KS, sub.m, coarse, derivatives=bool(layout.d))
+            locs = [
+                _subset_tables(
+                    LayerRule(act, KS, sub, coarse=coarse, omega_nodes=nodes, value=value),
+                    funcs,
+                    orders,
+                )
+                for nodes, funcs in by_nodes.items()
+            ]
+        for loc in locs:
             for (name, k), val in loc.items():
                 glob[name, k][np.ix_(members[name], *([S] * k))] = val
+    if derivatives and act.is_scale_invariant:
+        _zero_linear_pairs(glob, sets)
     t = {"G": glob["pairs", 0], "EQ": glob["quads", 0], "E6": glob["sexts", 0]}
     if derivatives:
         for k in (2, 4, 6, 8):

@@ -427,9 +427,10 @@ def hierarchy(net: Network, X, directions=None, order: int = 2, **kwargs) -> Hie
     *Several channels (c <= 4), order 2 (T33)-(T40).* The n^0 and n^-1 terms are
     :func:`corrlib.finite_width`'s; the n^-2 terms of E Sigma and Cov Sigma and the leading
     third-cumulant tensor come from the expansion of one step in d = Sigma - K with the
-    multivariate Hermite identity (T34) (quadrature per input subset: exact half-line/polar
-    rules for relu-type activations on <= 2 inputs, trapezoid rules for smooth ones; relu-type
-    on 3-4 inputs raises NotImplementedError). Measured (tests/test_hierarchy_multi.py): the
+    multivariate Hermite identity (T34) (per input subset: relu-type activations on 1-2
+    inputs by exact half-line/polar rules, on 3-4 inputs of full rank by exact truncated
+    moments of the kink cells (T41), rank-deficient 3-4 inputs by the kink-split rule
+    (T42)-(T43); trapezoid rules for smooth ones). Measured (tests/test_hierarchy_multi.py): the
     n^-1 terms recomputed with these tables agree with the engine to <= 1e-7 (typically 1e-10);
     at c = 1 the n^-2 terms equal the single-channel series to 1e-8; for a ReLU value +
     derivative channel they equal the exact (T16) expansion to 1e-10; against the collapsed
