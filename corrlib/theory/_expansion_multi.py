@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from functools import lru_cache
 
 import numpy as np
@@ -25,6 +26,7 @@ import numpy as np
 from ..model.channels import ChannelLayout
 from ..model.gaussian import kink_rule
 from ..model.orthant import OrthantMoments
+from ._expansion_single import HierarchyWarning
 
 __all__ = ["MAX_CHANNELS_ORDER2", "LayerRule", "multi_channel_series"]
 
@@ -70,6 +72,11 @@ _ANGLE_HIGH = 20
 # full-rank subsets of 3-4 inputs (smallest eigenvalue above this fraction of the largest)
 # use exact orthant moments instead of the node rule
 _ORTHANT_RTOL = 1e-8
+# kinked activations on 3-4 inputs: below this smallest/largest eigenvalue ratio of a full-rank
+# input subset's kernel the He_4 tables lose digits (the conversion to channel derivatives
+# amplifies rounding like 1/lambda_min^2; measured 4e-5 relative at a ratio of 5.6e-7), which
+# table_error does not see: a HierarchyWarning says so
+_KINK_COND_WARN = 1e-6
 # the highest Hermite order any table needs (D8 of a pair)
 _HMAX = 8
 
@@ -474,6 +481,32 @@ def _subset_tables(rule: LayerRule, funcs: dict, orders: dict) -> dict:
     return out
 
 
+def _warn_near_singular(Kv: np.ndarray) -> None:
+    """HierarchyWarning at the first layer where a full-rank subset of >= 3 inputs has a kernel
+    with smallest/largest eigenvalue ratio below _KINK_COND_WARN (kinked activations).
+
+    Kv : (L, m, m) the value kernels K_l the tables are evaluated at (layers 1..L)."""
+    m = Kv.shape[1]
+    for size in range(3, m + 1):
+        for S in itertools.combinations(range(m), size):
+            lam = np.linalg.eigvalsh(Kv[:, S][:, :, S])  # (L, size), ascending
+            ratio = lam[:, 0] / np.maximum(lam[:, -1], 1e-300)
+            bad = np.flatnonzero((ratio > _EIG_RTOL) & (ratio < _KINK_COND_WARN))
+            if bad.size:
+                ell = int(bad[0])
+                warnings.warn(
+                    f"hierarchy: the kernel of inputs {S} is nearly singular at layer {ell + 1} "
+                    f"(z^({ell + 1})): smallest/largest eigenvalue {ratio[ell]:.1e} < "
+                    f"{_KINK_COND_WARN:.0e}; the n^-2 terms of a kinked activation lose accuracy "
+                    "there (measured 4e-5 relative at 5.6e-7) and table_error does not include "
+                    "it. Use order=1 (corrlib.finite_width) or corrlib.estimate_cumulants for "
+                    "these inputs",
+                    HierarchyWarning,
+                    stacklevel=4,
+                )
+                return
+
+
 def _orthant_eligible(act, KS: np.ndarray, d: int) -> bool:
     """Subsets of 3-4 inputs (no directions) of full rank, scale-invariant kinks: the cells are
     the orthants of z and the tables are truncated moments (T41)."""
@@ -753,6 +786,8 @@ def multi_channel_series(
     oD1 = np.zeros((L + 1, c, c))
     oV1 = np.zeros((L + 1,) + (c,) * 4)
     err = 0.0
+    if act.kink:
+        _warn_near_singular(K[:L, : layout.m, : layout.m])
     for ell in range(1, L + 1):
         rho = n_ref / net.widths[ell]
         state = {"D1": Delta[ell - 1] * n_ref, "V1": V[ell - 1] * n_ref, "D2": D2[ell - 1],
