@@ -27,6 +27,17 @@ TEST_ENV = CORRLIB_RUNS_DIR="$$TEST_TMP/runs" CORRLIB_FIGURES_DIR="$$TEST_TMP/fi
 	HYPOTHESIS_STORAGE_DIRECTORY="$$TEST_TMP/hypothesis" PYTHONDONTWRITEBYTECODE=1
 PYTEST = $(PY) -m pytest -p no:cacheprovider
 
+# $(call unchanged,NAME,COMMAND): run COMMAND, print its time, and fail if it changed the work
+# tree (git status --porcelain before and after) or failed.
+unchanged = before="$$(git status --porcelain 2>/dev/null)"; start=$$(date +%s); \
+	$(2); rc=$$?; \
+	after="$$(git status --porcelain 2>/dev/null)"; \
+	echo "make $(1): $$(( $$(date +%s) - start )) s"; \
+	if [ "$$before" != "$$after" ]; then \
+		echo "make $(1) changed the work tree (git status --porcelain before / after):"; \
+		printf '%s\n--- after ---\n%s\n' "$$before" "$$after"; exit 1; \
+	fi; exit $$rc
+
 .PHONY: all install figures lab test test-parts test-unit test-notebooks test-record test-nbval \
 	test-nbval-first test-nbval-rest \
 	lint format \
@@ -66,16 +77,8 @@ lab: $(STAMP)
 # its numbers are what the notebooks compute at the paper's parameters is test-record (nbval,
 # as long as make figures), which .ci/run runs after make test.
 test: $(STAMP)
-	@before="$$(git status --porcelain 2>/dev/null)"; \
-	start=$$(date +%s); \
-	$(MAKE) --no-print-directory lint && \
-	$(MAKE) --no-print-directory -j2 --output-sync=target test-parts; rc=$$?; \
-	after="$$(git status --porcelain 2>/dev/null)"; \
-	echo "make test: $$(( $$(date +%s) - start )) s"; \
-	if [ "$$before" != "$$after" ]; then \
-		echo "make test changed the work tree (git status --porcelain before / after):"; \
-		printf '%s\n--- after ---\n%s\n' "$$before" "$$after"; exit 1; \
-	fi; exit $$rc
+	@$(call unchanged,test,$(MAKE) --no-print-directory lint && \
+	$(MAKE) --no-print-directory -j2 --output-sync=target test-parts)
 
 test-parts: test-unit test-notebooks
 
@@ -93,14 +96,7 @@ test-notebooks: $(STAMP)
 # outputs of the cells marked "# NBVAL_CHECK_OUTPUT" must match. Figures go to TEST_TMP; the
 # work tree must be unchanged afterwards.
 test-record: $(STAMP)
-	@before="$$(git status --porcelain 2>/dev/null)"; start=$$(date +%s); \
-	$(MAKE) --no-print-directory -j2 --output-sync=target test-nbval; rc=$$?; \
-	after="$$(git status --porcelain 2>/dev/null)"; \
-	echo "make test-record: $$(( $$(date +%s) - start )) s"; \
-	if [ "$$before" != "$$after" ]; then \
-		echo "make test-record changed the work tree (git status --porcelain before / after):"; \
-		printf '%s\n--- after ---\n%s\n' "$$before" "$$after"; exit 1; \
-	fi; exit $$rc
+	@$(call unchanged,test-record,$(MAKE) --no-print-directory -j2 --output-sync=target test-nbval)
 
 # Two halves side by side (two cores): the notebooks of NBVAL_FIRST (about half the paper run's
 # time, from pytest --durations), and every other notebook, so that a new notebook is never left out.
