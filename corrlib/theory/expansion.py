@@ -517,6 +517,9 @@ def hierarchy(net: Network, X, directions=None, order: int = 2, **kwargs) -> Hie
         K = r["K"][:, None, None]
         coef = {j: c.reshape(c.shape + (1, 1) * j) for j, c in r["coefficients"].items()}
         method, table_error = r["method"], r["table_error"]
+    # Deliberate parallel: a keyword-argument call of the same shape as the _chain.propagate(...)
+    # call in exact/lattice.py and the _Sources(...) call in exact/_chain.py (named arguments of
+    # different functions; nothing to share).
     result = HierarchyResult(
         net=net,
         layout=layout,
