@@ -25,7 +25,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -157,14 +156,15 @@ def compare(case: dict, old_path: str) -> dict:
 
 
 def main(argv=None) -> None:
+    from previous_release import add_worker_option, serve_worker
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="only n = 256")
     ap.add_argument("--small", action="store_true", help="the small-width and deep cases")
     ap.add_argument("--old", default=None, help="folder holding the previous corrlib")
-    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    add_worker_option(ap)
     args = ap.parse_args(argv)
-    if args.worker:
-        print(json.dumps(worker(json.loads(args.worker))))
+    if serve_worker(args, worker):
         return
     import pandas as pd
 

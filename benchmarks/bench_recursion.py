@@ -30,7 +30,6 @@ after the case). Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -204,6 +203,8 @@ def run_case(act: str, label: str, X, U, depth: int, old_path: str | None) -> di
 
 
 def main(argv=None) -> None:
+    from previous_release import add_worker_option, serve_worker
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="c <= 4 only")
     ap.add_argument("--depth", type=int, default=100)
@@ -213,10 +214,9 @@ def main(argv=None) -> None:
     ap.add_argument("--old", default=None, help="folder holding the previous corrlib")
     ap.add_argument("--no-old", action="store_true", help="skip the previous release")
     ap.add_argument("--out", default="recursion.csv", help="file name under results/")
-    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    add_worker_option(ap)
     args = ap.parse_args(argv)
-    if args.worker:
-        print(json.dumps(worker(json.loads(args.worker))))
+    if serve_worker(args, worker):
         return
     import pandas as pd
 

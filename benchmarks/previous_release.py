@@ -9,6 +9,7 @@ compare against it import it in a separate process with ``sys.path`` pointing at
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -71,3 +72,19 @@ def run_worker(script: str, case: dict, path: str) -> dict:
     if proc.returncode != 0:
         return {"failed": proc.stderr.strip().splitlines()[-1][:160], "seconds": float("nan")}
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def add_worker_option(parser) -> None:
+    """The hidden ``--worker <case as JSON>`` option through which :func:`run_worker` calls a
+    benchmark script."""
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+
+
+def serve_worker(args, worker: Callable[[dict], dict]) -> bool:
+    """If this process is a worker (``args.worker`` set by :func:`run_worker`), run ``worker`` on
+    the case and print its result as the JSON line :func:`run_worker` reads; return whether it
+    was one."""
+    if not args.worker:
+        return False
+    print(json.dumps(worker(json.loads(args.worker))))
+    return True
