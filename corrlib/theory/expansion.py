@@ -572,33 +572,32 @@ def _warn_out_of_range(h: HierarchyResult) -> None:
             return
 
 
-def _entry_scales(h: HierarchyResult, j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Several channels: partial sum, last term and Cauchy-Schwarz scale of every entry of kappa_j.
-
-    j = 1: E Sigma_ab, scale sqrt(E Sigma_aa E Sigma_bb); j = 2: Cov(Sigma_ab, Sigma_cd), scale
-    sqrt(Var Sigma_ab Var Sigma_cd). The scales use the partial sums of the diagonal entries
-    (|.| so that a negative one is measured, not hidden).
-    """
-    total, last = h.kappa(j), h.term(j, h.order)
-    c = h.layout.c
-    if j == 1:
-        d = np.abs(np.diagonal(total, axis1=1, axis2=2))  # (L+1, c)
-        scale = np.sqrt(d[:, :, None] * d[:, None, :])
-    else:
-        a, b = np.meshgrid(np.arange(c), np.arange(c), indexing="ij")
-        v = np.abs(total[:, a, b, a, b])  # Var Sigma_ab, (L+1, c, c)
-        scale = np.sqrt(v[:, :, :, None, None] * v[:, None, None, :, :])
-    return total, last, scale
-
-
-def _diagonal_sums(h: HierarchyResult, j: int) -> np.ndarray:
-    """E Sigma_aa (j = 1) or Var Sigma_ab (j = 2), the entries that must be positive."""
-    total = h.kappa(j)
+def _diagonal_sums(total: np.ndarray, j: int) -> np.ndarray:
+    """From the partial sums of kappa_j, E Sigma_aa (j = 1, (L+1, c)) or Var Sigma_ab (j = 2,
+    (L+1, c, c)): the entries that must be positive."""
     if j == 1:
         return np.diagonal(total, axis1=1, axis2=2)
-    c = h.layout.c
+    c = total.shape[1]
     a, b = np.meshgrid(np.arange(c), np.arange(c), indexing="ij")
     return total[:, a, b, a, b]
+
+
+def _entry_scales(h: HierarchyResult, j: int) -> tuple[np.ndarray, ...]:
+    """Several channels: partial sum, last term, Cauchy-Schwarz scale and diagonal partial sums
+    (:func:`_diagonal_sums`) of every entry of kappa_j.
+
+    j = 1: E Sigma_ab, scale sqrt(E Sigma_aa E Sigma_bb); j = 2: Cov(Sigma_ab, Sigma_cd), scale
+    sqrt(Var Sigma_ab Var Sigma_cd). The scales use |.| of the diagonal partial sums, so that a
+    negative one is measured, not hidden.
+    """
+    total, last = h.kappa(j), h.term(j, h.order)
+    diag = _diagonal_sums(total, j)
+    d = np.abs(diag)
+    if j == 1:
+        scale = np.sqrt(d[:, :, None] * d[:, None, :])
+    else:
+        scale = np.sqrt(d[:, :, :, None, None] * d[:, None, None, :, :])
+    return total, last, scale, diag
 
 
 def _warn_out_of_range_multi(h: HierarchyResult) -> None:
@@ -610,21 +609,18 @@ def _warn_out_of_range_multi(h: HierarchyResult) -> None:
     Var Sigma_ab <= 0, or the n^-2 term of an entry at least half of
     sqrt(E Sigma_aa E Sigma_bb) (j = 1) or sqrt(Var Sigma_ab Var Sigma_cd) (j = 2). kappa_3
     has a single term for several channels: nothing to compare. The first such layer and its
-    worst entry are named.
+    worst entry are named. At order 1 only E Sigma = K + Delta has two terms.
     """
-    if h.order < 2:  # order 1: E Sigma = K + Delta has two terms, but V a single one
-        js = (1,)
-    else:
-        js = (1, 2)
-    for j in js:
-        total, last, scale = _entry_scales(h, j)
+    for j in range(1, min(h.order, 2) + 1):
+        total, last, scale, diag = _entry_scales(h, j)
         ratio = np.zeros(total.shape)
         np.divide(np.abs(last), scale, out=ratio, where=scale > 0)
         ratio = ratio.reshape(h.depth + 1, -1).max(axis=1)
-        bad = (ratio >= 0.5) | np.any(_diagonal_sums(h, j).reshape(h.depth + 1, -1) <= 0, axis=1)
+        bad = (ratio >= 0.5) | np.any(diag.reshape(h.depth + 1, -1) <= 0, axis=1)
         bad[0] = False  # Sigma^(0) is deterministic
         if np.any(bad):
-            _warn_entry(h, j, int(np.nonzero(bad)[0][0]), total, last, scale)
+            ell = int(np.nonzero(bad)[0][0])
+            _warn_entry(h, j, ell, total[ell], last[ell], scale[ell], diag[ell])
             return
 
 
@@ -634,19 +630,19 @@ def _entry_name(j: int, idx: tuple[int, ...]) -> str:
     return f"Cov(Sigma_{idx[0]}{idx[1]}, Sigma_{idx[2]}{idx[3]})"
 
 
-def _warn_entry(h: HierarchyResult, j: int, ell: int, total, last, scale) -> None:
-    diag = _diagonal_sums(h, j)[ell]
+def _warn_entry(h: HierarchyResult, j: int, ell: int, total, last, scale, diag) -> None:
+    """The warning of :func:`_warn_out_of_range_multi` for layer ``ell`` (the arrays at it)."""
     if np.any(diag <= 0):
         a = np.unravel_index(int(np.argmin(diag)), diag.shape)
         idx = (a[0], a[0]) if j == 1 else (a[0], a[1], a[0], a[1])
-        what = f"the order-{h.order} partial sum of {_entry_name(j, idx)} is {total[ell][idx]:.3g}"
+        what = f"the order-{h.order} partial sum of {_entry_name(j, idx)} is {total[idx]:.3g}"
     else:
-        r = np.abs(last[ell]) / np.where(scale[ell] > 0, scale[ell], np.inf)
+        r = np.abs(last) / np.where(scale > 0, scale, np.inf)
         idx = np.unravel_index(int(np.argmax(r)), r.shape)
         what = (
-            f"the last term (n^-{h.order}) of {_entry_name(j, idx)} is {last[ell][idx]:.3g}, "
-            f"{r[idx]:.2g} of its scale {scale[ell][idx]:.3g} (Cauchy-Schwarz bound; partial "
-            f"sum {total[ell][idx]:.3g})"
+            f"the last term (n^-{h.order}) of {_entry_name(j, idx)} is {last[idx]:.3g}, "
+            f"{r[idx]:.2g} of its scale {scale[idx]:.3g} (Cauchy-Schwarz bound; partial "
+            f"sum {total[idx]:.3g})"
         )
     warnings.warn(
         f"hierarchy: the 1/n series of {('E Sigma', 'Cov Sigma')[j - 1]} is outside its range at "
